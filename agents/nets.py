@@ -1,0 +1,241 @@
+"""Networks shared by every agent: MLPs, batched ensembles (twin critics / twin V heads as one network),
+policies (Gaussian with state-independent log-std, tanh-Gaussian, deterministic), observation normalisation and
+target-network updates. Each piece exists once here; agents compose them."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+from torch.distributions import Normal
+
+
+def mlp(
+    in_dim: int,
+    out_dim: int,
+    hidden: Sequence[int] = (256, 256),
+    *,
+    layer_norm: bool = False,
+    dropout: float | None = None,
+    activation: type[nn.Module] = nn.ReLU,
+    output_activation: type[nn.Module] | None = None,
+) -> nn.Sequential:
+    """Linear -> [LayerNorm] -> activation -> [Dropout] for each hidden layer, then a linear output layer."""
+    layers: list[nn.Module] = []
+    d = in_dim
+    for h in hidden:
+        layers.append(nn.Linear(d, h))
+        if layer_norm:
+            layers.append(nn.LayerNorm(h))
+        layers.append(activation())
+        if dropout:
+            layers.append(nn.Dropout(dropout))
+        d = h
+    layers.append(nn.Linear(d, out_dim))
+    if output_activation is not None:
+        layers.append(output_activation())
+    return nn.Sequential(*layers)
+
+
+class EnsembleLinear(nn.Module):
+    """`n` independent linear layers evaluated as one batched matmul: (n, B, in) -> (n, B, out).
+
+    Initialised like `nn.Linear` (Kaiming-uniform weights, uniform bias), each member independently."""
+
+    def __init__(self, in_dim: int, out_dim: int, n: int):
+        super().__init__()
+        self.in_dim, self.out_dim, self.n = in_dim, out_dim, n
+        self.weight = nn.Parameter(torch.empty(n, in_dim, out_dim))
+        self.bias = nn.Parameter(torch.empty(n, 1, out_dim))
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        for i in range(self.n):
+            # same init as nn.Linear (weight stored transposed here)
+            nn.init.kaiming_uniform_(self.weight.data[i].T, a=math.sqrt(5))
+        bound = 1 / math.sqrt(self.in_dim)
+        nn.init.uniform_(self.bias, -bound, bound)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.dim() == 2:  # shared input for every member
+            return torch.baddbmm(self.bias, x.unsqueeze(0).expand(self.n, -1, -1), self.weight)
+        return torch.baddbmm(self.bias, x, self.weight)
+
+
+class EnsembleMLP(nn.Module):
+    """`n` MLPs of identical shape evaluated together: input (B, in) or (n, B, in) -> (n, B, out)."""
+
+    def __init__(
+        self,
+        in_dim: int,
+        out_dim: int,
+        n: int,
+        hidden: Sequence[int] = (256, 256),
+        *,
+        layer_norm: bool = False,
+        activation: type[nn.Module] = nn.ReLU,
+    ):
+        super().__init__()
+        layers: list[nn.Module] = []
+        d = in_dim
+        for h in hidden:
+            layers.append(EnsembleLinear(d, h, n))
+            if layer_norm:  # LayerNorm over features is per-member already (normalises the last dim)
+                layers.append(nn.LayerNorm(h))
+            layers.append(activation())
+            d = h
+        layers.append(EnsembleLinear(d, out_dim, n))
+        self.net = nn.Sequential(*layers)
+        self.n = n
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+
+
+class EnsembleValue(nn.Module):
+    """n state-value heads V_i(s) as one network: (B, obs_dim) -> (n, B)."""
+
+    def __init__(self, obs_dim: int, n: int = 2, hidden: Sequence[int] = (256, 256), *, layer_norm: bool = False):
+        super().__init__()
+        self.net = EnsembleMLP(obs_dim, 1, n, hidden, layer_norm=layer_norm)
+
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        return self.net(obs).squeeze(-1)
+
+
+class EnsembleCritic(nn.Module):
+    """n action-value heads Q_i(s, a) as one network: (B, obs), (B, act) -> (n, B)."""
+
+    def __init__(
+        self, obs_dim: int, action_dim: int, n: int = 2, hidden: Sequence[int] = (256, 256), *, layer_norm: bool = False
+    ):
+        super().__init__()
+        self.net = EnsembleMLP(obs_dim + action_dim, 1, n, hidden, layer_norm=layer_norm)
+
+    def forward(self, obs: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
+        x = torch.cat([obs, action], dim=-1)
+        return self.net(x).squeeze(-1)
+
+
+class GaussianPolicy(nn.Module):
+    """Gaussian policy with a state-independent log-std (IQL, O-DICE): mean = MLP(s) [tanh-squashed if
+    `tanh_mean`], log-std a free parameter clamped to [log_std_min, log_std_max]. `act` returns the mean."""
+
+    def __init__(
+        self,
+        obs_dim: int,
+        action_dim: int,
+        hidden: Sequence[int] = (256, 256),
+        *,
+        tanh_mean: bool = True,
+        dropout: float | None = None,
+        log_std_min: float = -5.0,
+        log_std_max: float = 2.0,
+    ):
+        super().__init__()
+        self.net = mlp(obs_dim, action_dim, hidden, dropout=dropout, output_activation=nn.Tanh if tanh_mean else None)
+        self.log_std = nn.Parameter(torch.zeros(action_dim))
+        self.log_std_min, self.log_std_max = log_std_min, log_std_max
+
+    def forward(self, obs: torch.Tensor) -> Normal:
+        mean = self.net(obs)
+        std = self.log_std.clamp(self.log_std_min, self.log_std_max).exp()
+        return Normal(mean, std)
+
+    def log_prob(self, obs: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
+        return self(obs).log_prob(action).sum(-1)
+
+    @torch.no_grad()
+    def act(self, obs: torch.Tensor) -> torch.Tensor:
+        return self.net(obs).clamp(-1.0, 1.0)
+
+
+class TanhGaussianPolicy(nn.Module):
+    """Tanh-squashed Gaussian with state-dependent log-std (SAC, CQL). `sample` is reparameterised and returns
+    (action, log_prob) with the tanh change-of-variables correction; `act` returns tanh(mean)."""
+
+    def __init__(
+        self,
+        obs_dim: int,
+        action_dim: int,
+        hidden: Sequence[int] = (256, 256),
+        *,
+        log_std_min: float = -5.0,
+        log_std_max: float = 2.0,
+    ):
+        super().__init__()
+        self.trunk = mlp(obs_dim, 2 * action_dim, hidden)
+        self.action_dim = action_dim
+        self.log_std_min, self.log_std_max = log_std_min, log_std_max
+
+    def _dist(self, obs: torch.Tensor) -> Normal:
+        mean, log_std = self.trunk(obs).chunk(2, dim=-1)
+        log_std = log_std.clamp(self.log_std_min, self.log_std_max)
+        return Normal(mean, log_std.exp())
+
+    def sample(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        dist = self._dist(obs)
+        u = dist.rsample()
+        action = torch.tanh(u)
+        # log|d tanh(u)/du| = 2 (log 2 - u - softplus(-2u)), numerically stable form
+        log_prob = dist.log_prob(u).sum(-1) - (2 * (math.log(2) - u - nn.functional.softplus(-2 * u))).sum(-1)
+        return action, log_prob
+
+    def log_prob(self, obs: torch.Tensor, action: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
+        action = action.clamp(-1 + eps, 1 - eps)
+        u = torch.atanh(action)
+        dist = self._dist(obs)
+        return dist.log_prob(u).sum(-1) - (2 * (math.log(2) - u - nn.functional.softplus(-2 * u))).sum(-1)
+
+    @torch.no_grad()
+    def act(self, obs: torch.Tensor) -> torch.Tensor:
+        mean, _ = self.trunk(obs).chunk(2, dim=-1)
+        return torch.tanh(mean)
+
+
+class DeterministicPolicy(nn.Module):
+    """a = max_action * tanh(MLP(s)) (TD3+BC, deterministic BC)."""
+
+    def __init__(self, obs_dim: int, action_dim: int, hidden: Sequence[int] = (256, 256), max_action: float = 1.0):
+        super().__init__()
+        self.net = mlp(obs_dim, action_dim, hidden, output_activation=nn.Tanh)
+        self.max_action = max_action
+
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        return self.max_action * self.net(obs)
+
+    @torch.no_grad()
+    def act(self, obs: torch.Tensor) -> torch.Tensor:
+        return self(obs)
+
+
+class ObsNormalizer(nn.Module):
+    """Fixed (dataset) observation statistics as buffers, so they travel in the agent's state dict."""
+
+    def __init__(self, obs_dim: int, mean=None, std=None):
+        super().__init__()
+        self.register_buffer("mean", torch.zeros(obs_dim) if mean is None else torch.as_tensor(mean).float())
+        self.register_buffer("std", torch.ones(obs_dim) if std is None else torch.as_tensor(std).float())
+
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        return (obs - self.mean) / self.std
+
+
+@torch.no_grad()
+def soft_update(target: nn.Module, source: nn.Module, tau: float) -> None:
+    """Polyak averaging target <- (1 - tau) target + tau source, as one fused foreach op (no Python loop per step)."""
+    tp = list(target.parameters())
+    sp = list(source.parameters())
+    torch._foreach_lerp_(tp, sp, tau)
+
+
+def frozen_copy(module: nn.Module) -> nn.Module:
+    """A deep copy with gradients disabled (target networks)."""
+    import copy
+
+    target = copy.deepcopy(module)
+    for p in target.parameters():
+        p.requires_grad_(False)
+    return target
