@@ -1,0 +1,81 @@
+"""A tiny, fast control problem with a known answer, for agent learning tests.
+
+PointGoal: a point in [-2, 2]^2 moves by 0.1 * action (action in [-1, 1]^2) towards a fixed goal at (1, 1);
+reward = -distance to the goal after the move; 40 steps, no terminals. The optimal policy heads straight for
+the goal. `make_dataset` mixes expert episodes (noisy goal-seeking) with uniform-random ones, so plain BC is
+pulled towards the random half while value-weighted methods can pick out the good actions.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+GOAL = np.array([1.0, 1.0], dtype=np.float32)
+HORIZON = 40
+OBS_DIM, ACT_DIM = 2, 2
+
+
+def step(pos: np.ndarray, action: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    nxt = np.clip(pos + 0.1 * np.clip(action, -1, 1), -2, 2).astype(np.float32)
+    return nxt, -np.linalg.norm(nxt - GOAL, axis=-1).astype(np.float32)
+
+
+def expert_action(pos: np.ndarray, rng: np.random.Generator, noise: float = 0.3) -> np.ndarray:
+    direction = (GOAL - pos) / 0.1
+    return np.clip(direction + noise * rng.standard_normal(pos.shape), -1, 1).astype(np.float32)
+
+
+def make_dataset(n_expert: int, n_random: int, seed: int = 0) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """Transition arrays (BATCH_KEYS) and per-transition episode-end flags."""
+    rng = np.random.default_rng(seed)
+    obs, act, rew, nxt, ends = [], [], [], [], []
+    for kind in ["expert"] * n_expert + ["random"] * n_random:
+        pos = rng.uniform(-1, 1, 2).astype(np.float32)
+        for t in range(HORIZON):
+            a = expert_action(pos, rng) if kind == "expert" else rng.uniform(-1, 1, 2).astype(np.float32)
+            new, r = step(pos, a)
+            obs.append(pos), act.append(a), rew.append(r), nxt.append(new), ends.append(t == HORIZON - 1)
+            pos = new
+    arrays = {
+        "observations": np.stack(obs),
+        "actions": np.stack(act),
+        "rewards": np.array(rew, dtype=np.float32),
+        "next_observations": np.stack(nxt),
+        "terminals": np.zeros(len(rew), dtype=np.float32),
+    }
+    return arrays, np.array(ends)
+
+
+def evaluate(act, episodes: int = 20, seed: int = 123) -> float:
+    """Mean undiscounted return of `act(obs_tensor) -> action_tensor` from fixed start states."""
+    rng = np.random.default_rng(seed)
+    pos = rng.uniform(-1, 1, (episodes, 2)).astype(np.float32)
+    total = np.zeros(episodes)
+    for _ in range(HORIZON):
+        with torch.no_grad():
+            a = act(torch.as_tensor(pos)).cpu().numpy()
+        pos, r = step(pos, a)
+        total += r
+    return float(total.mean())
+
+
+def random_return(episodes: int = 20, seed: int = 123) -> float:
+    rng = np.random.default_rng(seed + 1)
+    return evaluate(lambda o: torch.as_tensor(rng.uniform(-1, 1, o.shape).astype(np.float32)), episodes, seed)
+
+
+def expert_return(episodes: int = 20, seed: int = 123) -> float:
+    rng = np.random.default_rng(seed + 2)
+    return evaluate(lambda o: torch.as_tensor(expert_action(o.numpy(), rng, noise=0.0)), episodes, seed)
+
+
+def train(agent, arrays: dict[str, np.ndarray], steps: int, batch_size: int = 256, seed: int = 0) -> None:
+    """Plain uniform-sampling training loop (the suite's runner does the same with more bookkeeping)."""
+    torch.manual_seed(seed)
+    tensors = {k: torch.as_tensor(v) for k, v in arrays.items()}
+    n = len(tensors["rewards"])
+    g = torch.Generator().manual_seed(seed)
+    for _ in range(steps):
+        idx = torch.randint(n, (batch_size,), generator=g)
+        agent.update({k: v[idx] for k, v in tensors.items()})
