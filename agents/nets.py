@@ -170,10 +170,13 @@ class TanhGaussianPolicy(nn.Module):
         self.action_dim = action_dim
         self.log_std_min, self.log_std_max = log_std_min, log_std_max
 
-    def _dist(self, obs: torch.Tensor) -> Normal:
+    def dist(self, obs: torch.Tensor) -> Normal:
+        """The Gaussian over pre-tanh actions u (action = tanh(u))."""
         mean, log_std = self.trunk(obs).chunk(2, dim=-1)
         log_std = log_std.clamp(self.log_std_min, self.log_std_max)
         return Normal(mean, log_std.exp())
+
+    _dist = dist
 
     def sample(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         dist = self._dist(obs)
