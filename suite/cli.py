@@ -1,0 +1,214 @@
+"""`python -m suite` / `suite`: list, run, build data, make tables, benchmark.
+
+User errors (unknown ids, missing datasets, bad config keys) print one line and exit with code 2."""
+
+from __future__ import annotations
+
+import json
+import sys
+from enum import Enum
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from .errors import MissingDatasetError, SuiteError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__.splitlines()[0],
+                  pretty_exceptions_enable=False)
+data_app = typer.Typer(no_args_is_help=True, help="Build, list, verify and import datasets.")
+app.add_typer(data_app, name="data")
+
+
+class What(str, Enum):
+    tasks = "tasks"
+    methods = "methods"
+    all = "all"
+
+
+@app.command("ls")
+def ls(what: Annotated[What, typer.Argument(help="tasks, methods or all")] = What.all,
+       kind: Annotated[Optional[str], typer.Option(help="only tasks of this kind")] = None):
+    """List registered tasks and methods."""
+    from . import methods, tasks
+    from .data import missing
+
+    if what in (What.tasks, What.all):
+        typer.echo("tasks:")
+        for spec in tasks.list_tasks(kind):
+            have = "" if spec.dataset is None else ("  [data: missing]" if missing(spec.dataset) else "  [data: built]")
+            typer.echo(f"  {spec.id:<34} {spec.kind:<12} {spec.description}{have}")
+    if what in (What.methods, What.all):
+        typer.echo("methods:")
+        for name, m in methods.registry.items():
+            typer.echo(f"  {name:<12} {','.join(m.task_kinds):<22} {m.description}")
+
+
+@app.command("run")
+def run(
+    method: Annotated[str, typer.Argument(help="method name, e.g. odice, bc, iql")],
+    task: Annotated[str, typer.Argument(help="task id, e.g. hopper-medium (newest version) or hopper-medium-v0")],
+    seed: Annotated[int, typer.Option(help="seeds everything")] = 0,
+    steps: Annotated[Optional[int], typer.Option(help="training updates (default: the task's protocol)")] = None,
+    eval_every: Annotated[Optional[int], typer.Option("--eval-every", help="evaluate every K updates")] = None,
+    eval_episodes: Annotated[Optional[int], typer.Option("--eval-episodes", help="episodes per evaluation")] = None,
+    device: Annotated[str, typer.Option(help="cpu or cuda")] = "cpu",
+    out: Annotated[Path, typer.Option(envvar="SUITE_RUNS", help="runs directory")] = Path("runs"),
+    set_: Annotated[Optional[list[str]], typer.Option("--set", help="config override key=value (repeatable)")] = None,
+    resume: Annotated[bool, typer.Option(help="continue the latest unfinished run of this seed")] = False,
+    build_missing: Annotated[bool, typer.Option("--build-missing", help="build a missing suite dataset first")] = False,
+    build_steps: Annotated[Optional[int], typer.Option(help="dataset size when building (default: the recipe's)")] = None,
+    progress: Annotated[bool, typer.Option(help="show a progress bar")] = True,
+):
+    """Train METHOD on TASK, evaluating periodically; writes a run record (JSON) under --out."""
+    from .methods import parse_overrides
+    from .runner import RunOptions, prepare_task
+    from .runner import run as do_run
+
+    opts = RunOptions(seed=seed, steps=steps, eval_every=eval_every, eval_episodes=eval_episodes, device=device,
+                      out=out, overrides=parse_overrides(set_ or []), resume=resume, build_missing=build_missing,
+                      build_steps=build_steps, progress=progress)
+    try:
+        prepare_task(method, task, opts)
+    except MissingDatasetError:
+        if not (sys.stdin.isatty() and sys.stdout.isatty()):
+            raise  # never hang on a prompt in a non-interactive run
+        if not typer.confirm(f"The dataset for {task} is not built. Build it now?", default=True):
+            raise
+        opts.build_missing = True
+    rec = do_run(method, task, opts)
+    path = Path(out) / rec.method / rec.task / rec.run_id / "record.json"
+    score = f"{rec.final_score:.1f}" if rec.final_score is not None else "n/a"
+    best = f"{rec.best_score:.1f}" if rec.best_score is not None else "n/a"
+    typer.echo(f"{rec.status}: {rec.method} on {rec.task} seed {rec.seed}: final normalised score {score} "
+               f"(best {best}) after {rec.steps} updates, {rec.wall_time_s:.0f} s; record: {path}")
+    if rec.status in ("failed", "diverged"):
+        typer.echo(f"run {rec.status}: {rec.error}", err=True)
+        raise typer.Exit(1)
+
+
+@data_app.command("build")
+def data_build(
+    task: Annotated[str, typer.Argument(help="task id whose dataset to build, e.g. hopper-random")],
+    steps: Annotated[Optional[int], typer.Option(help="transitions per behaviour policy (default 1M)")] = None,
+    n_envs: Annotated[int, typer.Option("--n-envs", help="lockstep environment copies (part of the recipe)")] = 8,
+    progress: Annotated[bool, typer.Option(help="show a progress bar")] = True,
+):
+    """Build a suite dataset deterministically from its recipe into Minari storage."""
+    from .data.build import build
+    from .tasks import get_task
+
+    spec = get_task(task)
+    if spec.dataset is None:
+        raise SuiteError(f"task {spec.id} has no dataset")
+    refs = (spec.references.min_return, spec.references.max_return) if spec.references else None
+    ds = build(spec.dataset, steps=steps, n_envs=n_envs, references=refs, progress=progress)
+    meta = ds.storage.metadata
+    typer.echo(f"built {spec.dataset.dataset_id}: {ds.total_episodes} episodes, {ds.total_steps} steps, "
+               f"checksum {meta['suite_checksum'][:16]}…")
+
+
+@data_app.command("ls")
+def data_ls():
+    """List datasets present in local Minari storage."""
+    from .data import store
+
+    ids = store.local_dataset_ids()
+    typer.echo(f"{store.datasets_root()}:")
+    for i in ids:
+        typer.echo(f"  {i}")
+    if not ids:
+        typer.echo("  (none)")
+
+
+@data_app.command("verify")
+def data_verify(dataset: Annotated[Optional[str], typer.Argument(help="dataset id or task id (default: all)")] = None):
+    """Recompute dataset checksums and report any mismatch."""
+    from .data import store
+    from .tasks import get_task, registry
+
+    if dataset is None:
+        ids = store.local_dataset_ids()
+    elif dataset in registry or "/" not in dataset:
+        ids = [get_task(dataset).dataset.dataset_id]
+    else:
+        ids = [dataset]
+    bad = 0
+    for i in ids:
+        ds = store.load(i)
+        want = ds.storage.metadata.get("suite_checksum")
+        got = store.checksum(ds)
+        if want is None:
+            typer.echo(f"  {i}: no recorded checksum (not built by the suite); sha256 {got[:16]}…")
+        elif want == got:
+            typer.echo(f"  {i}: ok")
+        else:
+            bad += 1
+            typer.echo(f"  {i}: MISMATCH recorded {want[:16]}… recomputed {got[:16]}…")
+    if bad:
+        raise typer.Exit(1)
+
+
+@app.command("table")
+def table(
+    runs: Annotated[Path, typer.Option(envvar="SUITE_RUNS", help="runs directory to read records from")] = Path("runs"),
+    metric: Annotated[str, typer.Option(help="final_score (headline) or best_score")] = "final_score",
+    out: Annotated[Optional[Path], typer.Option(help="write the Markdown table here")] = None,
+    published: Annotated[bool, typer.Option(help="add published numbers (labelled) below")] = True,
+):
+    """Mean ± std over seeds per method × task, as Markdown, from run records."""
+    from .leaderboard import markdown_table
+
+    if metric not in ("final_score", "best_score"):
+        raise SuiteError("--metric must be final_score or best_score")
+    if not runs.exists():
+        raise SuiteError(f"runs directory {runs} does not exist")
+    text = markdown_table(runs, metric, published)
+    if out:
+        out.write_text(text)
+        typer.echo(f"wrote {out}")
+    else:
+        typer.echo(text)
+
+
+@app.command("bench")
+def bench(what: Annotated[str, typer.Argument(help="solvers, agents or all")] = "all",
+          quick: Annotated[bool, typer.Option(help="fewer repeats")] = False):
+    """Speed benchmarks (one JSON line per case)."""
+    import importlib
+
+    groups = {"solvers": ["suite.bench.solvers"], "agents": ["suite.bench.agents_odice", "suite.bench.agents_baselines"]}
+    if what != "all" and what not in groups:
+        raise SuiteError(f"unknown benchmark {what!r}; choose from {', '.join(groups)} or all")
+    for name in groups if what == "all" else [what]:
+        for mod in groups[name]:
+            try:
+                module = importlib.import_module(mod)
+            except ImportError as e:
+                typer.echo(json.dumps({"benchmark": mod, "error": f"not available: {e}"}))
+                continue
+            for row in module.run(quick=quick):
+                typer.echo(json.dumps(row))
+
+
+def main(argv: list[str] | None = None) -> int:
+    import click
+
+    try:
+        app(args=argv, standalone_mode=False, prog_name="suite")
+    except SuiteError as e:
+        typer.echo(f"error: {e}", err=True)
+        return 2
+    except click.exceptions.Exit as e:
+        return e.exit_code
+    except click.ClickException as e:
+        e.show()
+        return e.exit_code
+    except click.exceptions.Abort:
+        typer.echo("aborted", err=True)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,73 @@
+"""Minari storage access: where datasets live, loading with helpful errors, and content checksums.
+
+Datasets are real Minari datasets under `MINARI_DATASETS_PATH` (default ``~/.minari/datasets``). The checksum
+of a dataset is the sha256 of its transition arrays (observations, actions, rewards, terminations,
+truncations, episode by episode, float64/bool little-endian), so it does not depend on the storage format or
+on hdf5's byte layout; it is written into the dataset's metadata at build time and recomputed by `verify`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import CorruptFileError, MissingDatasetError
+
+
+def datasets_root() -> Path:
+    return Path(os.environ.get("MINARI_DATASETS_PATH", Path.home() / ".minari" / "datasets"))
+
+
+def dataset_path(dataset_id: str) -> Path:
+    return datasets_root() / dataset_id
+
+
+def exists(dataset_id: str) -> bool:
+    return (dataset_path(dataset_id) / "data" / "metadata.json").exists()
+
+
+def local_dataset_ids() -> list[str]:
+    root = datasets_root()
+    if not root.exists():
+        return []
+    return sorted(str(p.parent.parent.relative_to(root)) for p in root.rglob("data/metadata.json"))
+
+
+def load(dataset_id: str, hint: str | None = None):
+    """`minari.load_dataset` with errors that say how to get the dataset and name corrupt files."""
+    import minari
+
+    if not exists(dataset_id):
+        msg = f"dataset {dataset_id!r} is not in {datasets_root()}"
+        raise MissingDatasetError(msg + (f"; {hint}" if hint else ""))
+    try:
+        return minari.load_dataset(dataset_id)
+    except Exception as e:  # hdf5/arrow/JSON errors from a damaged dataset
+        raise CorruptFileError(f"dataset {dataset_id!r} at {dataset_path(dataset_id)} cannot be read: {e}") from e
+
+
+def metadata(dataset) -> dict:
+    return dict(dataset.storage.metadata)
+
+
+def update_metadata(dataset, values: dict) -> None:
+    dataset.storage.update_metadata(values)
+
+
+def checksum_episodes(episodes) -> str:
+    """sha256 over the transition arrays of an iterable of episodes (objects or dicts with the Minari fields)."""
+    h = hashlib.sha256()
+    for ep in episodes:
+        get = ep.get if isinstance(ep, dict) else lambda k, ep=ep: getattr(ep, k)
+        for key in ("observations", "actions", "rewards"):
+            h.update(np.ascontiguousarray(get(key), dtype="<f8").tobytes())
+        for key in ("terminations", "truncations"):
+            h.update(np.ascontiguousarray(get(key), dtype=bool).tobytes())
+    return h.hexdigest()
+
+
+def checksum(dataset) -> str:
+    return checksum_episodes(dataset.iterate_episodes())

@@ -1,0 +1,126 @@
+"""Method registry: method name -> lazy entry point of its agent (or sampler run function), its config
+dataclass, and the task kinds it supports. Plus config resolution: dataclass defaults (the paper's) <-
+per-task config file (``agents/configs/<method>/<task>.json``) <- ``--set key=value`` overrides."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import typing
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .errors import ConfigError
+from .registry import Registry, load_entry_point
+
+CONFIG_ROOT = Path(__file__).resolve().parent.parent / "agents" / "configs"
+
+
+@dataclass(frozen=True)
+class MethodSpec:
+    name: str
+    entry_point: str  # "module:Class" of the agent, or "module:function" running a generative method
+    config: str  # "module:ConfigDataclass"
+    task_kinds: tuple[str, ...]
+    description: str
+    kind: str = "agent"  # "agent" (trained by suite.runner) or "generative" (suite.generation)
+
+    def load(self):
+        return load_entry_point(self.entry_point)
+
+    def config_class(self) -> type:
+        return load_entry_point(self.config)
+
+
+registry: Registry[MethodSpec] = Registry("method")
+
+
+def register(spec: MethodSpec) -> MethodSpec:
+    return registry.register(spec.name, spec)
+
+
+def get_method(name: str) -> MethodSpec:
+    return registry.get(name)
+
+
+_RL = ("offline-rl",)
+_RL_IL = ("offline-rl", "offline-il")
+for _spec in [
+    MethodSpec("bc", "agents.bc:BC", "agents.bc:BCConfig", _RL_IL, "behaviour cloning (CORL settings)"),
+    MethodSpec("odice", "agents.odice:ODICE", "agents.odice:ODICEConfig", _RL_IL,
+               "O-DICE: orthogonal-gradient DICE (Mao et al., ICLR 2024)"),
+    MethodSpec("td3bc", "agents.td3bc:TD3BC", "agents.td3bc:TD3BCConfig", _RL, "TD3+BC (Fujimoto & Gu, 2021)"),
+    MethodSpec("iql", "agents.iql:IQL", "agents.iql:IQLConfig", _RL, "implicit Q-learning (Kostrikov et al., 2022)"),
+    MethodSpec("cql", "agents.cql:CQL", "agents.cql:CQLConfig", _RL, "conservative Q-learning (Kumar et al., 2020)"),
+]:
+    register(_spec)
+
+
+def _parse_value(text: str, tp: Any, key: str) -> Any:
+    origin = typing.get_origin(tp)
+    args = typing.get_args(tp)
+    if origin is typing.Union or str(origin) == "<class 'types.UnionType'>":
+        if text.lower() in ("none", "null"):
+            return None
+        non_none = [a for a in args if a is not type(None)]
+        return _parse_value(text, non_none[0], key)
+    try:
+        if tp is bool:
+            low = text.lower()
+            if low in ("1", "true", "yes", "on"):
+                return True
+            if low in ("0", "false", "no", "off"):
+                return False
+            raise ValueError(text)
+        if tp is int:
+            return int(float(text)) if "e" in text.lower() else int(text)
+        if tp is float:
+            return float(text)
+        if tp is str:
+            return text
+        if origin in (tuple, list):
+            items = json.loads(text) if text.startswith("[") else [s for s in text.split(",") if s]
+            inner = args[0] if args else str
+            return tuple(_parse_value(str(i), inner, key) for i in items)
+    except ValueError:
+        raise ConfigError(f"--set {key}={text}: expected a value of type {getattr(tp, '__name__', tp)}") from None
+    return json.loads(text)
+
+
+def task_config_file(method: str, task_id: str) -> Path:
+    name = task_id.split("/")[-1].rsplit("-v", 1)[0]
+    return CONFIG_ROOT / method / f"{name}.json"
+
+
+def resolve_config(method: MethodSpec, task_id: str, overrides: dict[str, str] | None = None):
+    """(config object, explicitly-set keys) for `method` on `task_id` with string `overrides`."""
+    cls = method.config_class()
+    hints = typing.get_type_hints(cls)
+    valid = {f.name for f in dataclasses.fields(cls)}
+    values: dict[str, Any] = {}
+    path = task_config_file(method.name, task_id)
+    if path.exists():
+        file_values = {k: v for k, v in json.loads(path.read_text()).items() if not k.startswith("_")}
+        bad = sorted(set(file_values) - valid)
+        if bad:
+            raise ConfigError(f"{path} sets unknown key(s) {bad}; valid keys: {sorted(valid)}")
+        values.update({k: tuple(v) if isinstance(v, list) else v for k, v in file_values.items()})
+    for key, text in (overrides or {}).items():
+        if key not in valid:
+            raise ConfigError(f"unknown config key {key!r} for method {method.name!r}; valid keys: {', '.join(sorted(valid))}")
+        values[key] = _parse_value(text, hints[key], key)
+    try:
+        return cls(**values), set(values)
+    except (TypeError, ValueError) as e:
+        raise ConfigError(f"invalid config for {method.name}: {e}") from e
+
+
+def parse_overrides(items: list[str]) -> dict[str, str]:
+    out = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"--set expects key=value, got {item!r}")
+        out[key.strip()] = value.strip()
+    return out

@@ -1,0 +1,308 @@
+"""Run one (method, task, seed, config): seeding, training with periodic evaluation, checkpoints and resume,
+tensorboard logging, a progress bar, and the run record.
+
+Determinism: the seed fixes Python's, NumPy's and torch's global generators (agents draw their noise from
+torch's), a dedicated generator for batch indices, and the evaluation environments' reset seeds (the same
+episodes at every evaluation: ``1_000_000 + 1000 * seed + i``). Checkpoints hold all of these, so a run
+killed and resumed (`resume=True`) finishes with the same numbers as one that never stopped.
+
+Divergence: every update's metrics are folded into a device-side "all finite" flag (no host sync); the
+flag is read every `log_every` updates and at each evaluation, and a non-finite loss ends the run with
+status ``diverged``: its scores are never reported as results.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as _dt
+import math
+import random
+import sys
+import time
+import traceback
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from . import data as suite_data
+from . import methods as suite_methods
+from . import tasks as suite_tasks
+from .checkpoint import has_checkpoint, load_checkpoint, save_checkpoint
+from .errors import MissingDatasetError, SuiteError
+from .results import EvalPoint, RunRecord, load_record, provenance, save_record
+
+
+@dataclass
+class RunOptions:
+    seed: int = 0
+    steps: int | None = None  # default: the task's protocol (or the method's per-task file)
+    eval_every: int | None = None
+    eval_episodes: int | None = None
+    device: str = "cpu"
+    out: str | Path = "runs"
+    overrides: dict[str, str] = field(default_factory=dict)
+    resume: bool = False
+    progress: bool = True
+    build_missing: bool = False
+    build_steps: int | None = None
+    log_every: int = 1000
+    tensorboard: bool = True
+    stop_after: int | None = None  # testing/ops: stop (as if killed) after this many updates, checkpoint kept
+
+
+def run_dir_root(out: str | Path, method: str, task_id: str, seed: int) -> Path:
+    return Path(out) / method / task_id / f"seed{seed}"
+
+
+def _protocol(spec, config, explicit: set[str], opts: RunOptions) -> tuple[int, int, int]:
+    def pick(cli, key, default):
+        if cli is not None:
+            return cli
+        if key in explicit:  # set in the method's per-task file or by --set
+            return getattr(config, key)
+        return default
+
+    steps = pick(opts.steps, "max_steps", spec.train_steps)
+    every = pick(opts.eval_every, "eval_every", spec.eval_every)
+    episodes = pick(opts.eval_episodes, "eval_episodes", spec.eval_episodes)
+    if steps <= 0 or every <= 0 or episodes <= 0:
+        raise SuiteError("steps, eval-every and eval-episodes must be positive")
+    return steps, every, episodes
+
+
+class Evaluator:
+    """Deterministic-policy returns on `episodes` vectorised copies of the task's environment, same reset
+    seeds at every call."""
+
+    def __init__(self, env_id: str, episodes: int, seed: int):
+        import gymnasium as gym
+        from gymnasium.vector import AutoresetMode
+
+        self.envs = gym.make_vec(env_id, num_envs=episodes, vectorization_mode="sync",
+                                 vector_kwargs={"autoreset_mode": AutoresetMode.DISABLED})
+        self.seeds = [1_000_000 + 1000 * seed + i for i in range(episodes)]
+        space = self.envs.single_action_space
+        self.low, self.high = space.low, space.high
+
+    def __call__(self, act, device: torch.device) -> list[float]:
+        obs, _ = self.envs.reset(seed=self.seeds)
+        n = len(self.seeds)
+        returns = np.zeros(n)
+        done = np.zeros(n, dtype=bool)
+        while not done.all():
+            with torch.no_grad():
+                a = act(torch.as_tensor(obs, dtype=torch.float32, device=device)).cpu().numpy()
+            a = self.low + (np.clip(a, -1, 1) + 1.0) * 0.5 * (self.high - self.low)  # [-1, 1] -> env bounds
+            obs, rew, term, trunc, _ = self.envs.step(a)
+            returns += np.where(done, 0.0, rew)
+            done |= term | trunc
+        return returns.tolist()
+
+    def close(self):
+        self.envs.close()
+
+
+def _seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def _rng_state() -> dict[str, Any]:
+    st = {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()}
+    if torch.cuda.is_available():
+        st["cuda"] = torch.cuda.get_rng_state_all()
+    return st
+
+
+def _set_rng_state(st: dict[str, Any]) -> None:
+    torch.set_rng_state(st["torch"])
+    np.random.set_state(st["numpy"])
+    random.setstate(st["python"])
+    if "cuda" in st and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(st["cuda"])
+
+
+def _find_resumable(root: Path) -> Path | None:
+    runs = sorted(p for p in root.parent.glob(root.name + "-*") if p.is_dir())
+    for p in reversed(runs):
+        if has_checkpoint(p / "checkpoint") or (p / "record.json").exists():
+            return p
+    return None
+
+
+def prepare_task(method_name: str, task_id: str, opts: RunOptions):
+    """Resolve ids, config and dataset; raises SuiteError subclasses for user errors."""
+    spec = suite_tasks.get_task(task_id)
+    method = suite_methods.get_method(method_name)
+    if method.kind != "agent":
+        raise SuiteError(f"method {method.name!r} is a generative method; it runs on generation tasks")
+    if spec.kind not in method.task_kinds:
+        why = " (it needs rewards, which imitation tasks do not have)" if spec.kind == "offline-il" else ""
+        raise SuiteError(f"method {method.name!r} does not support {spec.kind} task {spec.id!r}{why}; "
+                         f"it supports: {', '.join(method.task_kinds)}")
+    config, explicit = suite_methods.resolve_config(method, spec.id, opts.overrides)
+    if spec.dataset is None:
+        raise SuiteError(f"task {spec.id} has no dataset")
+    if suite_data.missing(spec.dataset):
+        if not opts.build_missing:
+            raise MissingDatasetError(
+                f"dataset for {spec.id} is not built; {suite_data.how_to_get(spec.dataset, spec.id)}, "
+                "or pass --build-missing")
+        from .data.build import build
+
+        refs = (spec.references.min_return, spec.references.max_return) if spec.references else None
+        build(spec.dataset, steps=opts.build_steps, references=refs, progress=opts.progress)
+    return spec, method, config, explicit
+
+
+def run(method_name: str, task_id: str, opts: RunOptions | None = None) -> RunRecord:
+    opts = opts or RunOptions()
+    spec, method, config, explicit = prepare_task(method_name, task_id, opts)
+    steps, eval_every, eval_episodes = _protocol(spec, config, explicit, opts)
+    device = torch.device(opts.device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise SuiteError("--device cuda requested but CUDA is not available")
+
+    root = run_dir_root(opts.out, method.name, spec.id, opts.seed)
+    run_dir = _find_resumable(root) if opts.resume else None
+    if run_dir is not None and (run_dir / "record.json").exists():
+        rec = load_record(run_dir / "record.json")
+        if rec.status != "running" or not has_checkpoint(run_dir / "checkpoint"):
+            return rec  # finished (ok, diverged or failed): nothing to resume
+    if run_dir is None:
+        stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S-%f")
+        run_dir = root.parent / f"{root.name}-{stamp}"
+    run_dir.mkdir(parents=True, exist_ok=True)
+
+    _seed_everything(opts.seed)
+    dataset, arrays, episode_ends = suite_data.load_transitions(spec.dataset, spec.id)
+    from agents.base import prepare_data
+
+    prepared = prepare_data(arrays, normalize_observations=config.normalize_observations,
+                            reward_transform=config.reward_transform, episode_ends=episode_ends)
+    buffer = suite_data.TransitionBuffer(prepared.arrays, device)
+    gen = torch.Generator(device="cpu").manual_seed(opts.seed)
+    obs_dim = arrays["observations"].shape[1]
+    act_dim = arrays["actions"].shape[1]
+    agent_cls = method.load()
+    agent = agent_cls(config, obs_dim, act_dim, obs_mean=prepared.obs_mean, obs_std=prepared.obs_std, device=device)
+
+    ds_meta = suite_data.store.metadata(dataset)
+    record = RunRecord(
+        method=method.name, task=spec.id, seed=opts.seed, config=_config_dict(config), task_spec=spec.to_dict(),
+        run_id=run_dir.name,
+        provenance=provenance(str(device), {
+            "dataset_id": spec.dataset.dataset_id,
+            "dataset_checksum": ds_meta.get("suite_checksum") or suite_data.store.checksum(dataset),
+            "dataset_transitions": int(len(buffer)),
+            "references_source": spec.references.source if spec.references else None,
+            "protocol": {"steps": steps, "eval_every": eval_every, "eval_episodes": eval_episodes},
+            "command": " ".join(sys.argv),
+        }),
+    )
+    start, elapsed = 0, 0.0
+    if opts.resume and has_checkpoint(run_dir / "checkpoint"):
+        ck = load_checkpoint(run_dir / "checkpoint")
+        agent.load_state_dict(ck["agent"])
+        gen.set_state(ck["generator"])
+        _set_rng_state(ck["rng"])
+        start, elapsed = int(ck["step"]), float(ck["elapsed"])
+        record.curve = [EvalPoint(**p) for p in ck["curve"]]
+
+    evaluator = Evaluator(spec.env_id, eval_episodes, opts.seed)
+    writer = None
+    if opts.tensorboard:
+        from torch.utils.tensorboard import SummaryWriter
+
+        writer = SummaryWriter(str(run_dir / "tb"), purge_step=start if start else None)
+
+    from tqdm.auto import tqdm
+
+    bar = tqdm(total=steps, initial=start, desc=f"{method.name} {spec.id} s{opts.seed}", unit="upd",
+               disable=not opts.progress, dynamic_ncols=True, smoothing=0.05)
+    finite = torch.ones((), dtype=torch.bool, device=device)
+    t0 = time.perf_counter()
+    step = start
+    status, error = "ok", None
+    last_metrics: dict[str, torch.Tensor] = {}
+    try:
+        while step < steps:
+            batch = buffer.sample(config.batch_size, gen)
+            last_metrics = agent.update(batch)
+            if last_metrics:
+                finite &= torch.isfinite(torch.stack([v.float() for v in last_metrics.values()])).all()
+            step += 1
+            at_eval = step % eval_every == 0 or step == steps
+            if step % opts.log_every == 0 or at_eval:
+                if not bool(finite):
+                    status, error = "diverged", f"non-finite loss before update {step}"
+                    break
+                if writer is not None:
+                    for k, v in last_metrics.items():
+                        writer.add_scalar(f"train/{k}", float(v), step)
+                bar.update(step - bar.n)
+            if at_eval:
+                returns = evaluator(agent.act, device)
+                mean = float(np.mean(returns))
+                score = spec.references.normalize(mean) if spec.references else None
+                sstd = float(np.std([spec.references.normalize(r) for r in returns])) if spec.references else None
+                record.curve.append(EvalPoint(step, [float(r) for r in returns], mean, score, sstd))
+                if writer is not None:
+                    writer.add_scalar("eval/return", mean, step)
+                    if score is not None:
+                        writer.add_scalar("eval/normalized_score", score, step)
+                    writer.flush()
+                bar.set_postfix(score=f"{score:.1f}" if score is not None else f"{mean:.1f}", refresh=False)
+                now = elapsed + time.perf_counter() - t0
+                save_checkpoint(run_dir / "checkpoint", {
+                    "agent": agent.state_dict(), "generator": gen.get_state(), "rng": _rng_state(),
+                    "step": step, "elapsed": now, "curve": [dataclasses.asdict(p) for p in record.curve],
+                })
+                record.steps, record.wall_time_s = step, now
+                record.status = "running"
+                _finish_scores(record)
+                save_record(record, run_dir / "record.json")
+            if opts.stop_after is not None and step - start >= opts.stop_after:
+                status = "running"
+                break
+    except KeyboardInterrupt:
+        status, error = "running", "interrupted (resume with --resume)"
+    except Exception as e:  # a bug or a runtime failure: recorded, never reported as a result
+        status, error = "failed", "".join(traceback.format_exception_only(type(e), e)).strip()
+        traceback.print_exc()
+    finally:
+        bar.close()
+        evaluator.close()
+        if writer is not None:
+            writer.close()
+    wall = time.perf_counter() - t0
+    record.steps = step
+    record.wall_time_s = elapsed + wall
+    record.updates_per_s = (step - start) / wall if wall > 0 and step > start else None
+    record.status, record.error = status, error
+    if last_metrics and status == "ok":
+        record.metrics = {k: float(v) for k, v in last_metrics.items() if math.isfinite(float(v))}
+    _finish_scores(record)
+    if status == "diverged":
+        record.final_score = record.best_score = record.final_return = None
+    save_record(record, run_dir / "record.json")
+    return record
+
+
+def _finish_scores(record: RunRecord) -> None:
+    if not record.curve:
+        return
+    last = record.curve[-1]
+    record.final_return = last.mean_return
+    record.final_score = last.normalized_score
+    scores = [p.normalized_score for p in record.curve if p.normalized_score is not None]
+    record.best_score = max(scores) if scores else None
+
+
+def _config_dict(config) -> dict[str, Any]:
+    d = dataclasses.asdict(config)
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in sorted(d.items())}

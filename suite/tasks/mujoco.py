@@ -1,0 +1,83 @@
+"""The suite's own offline-RL and imitation tasks on Gymnasium MuJoCo v5 (Hopper, HalfCheetah, Walker2d).
+
+Datasets follow D4RL's recipes (random, medium, medium-replay, expert, medium-expert) but are rebuilt by the
+suite from behaviour policies shipped in `suite/data/policies/` (see `suite.data.build`). They are *not*
+D4RL's data: scores on them are labelled `suite` and never mixed with D4RL's in a table.
+
+Reference returns (normalised score 0 and 100): where `suite/data/policies/<env>/reference.json` exists, the
+random and expert returns measured over 100 episodes with the shipped policies (as Minari does); otherwise
+D4RL's published reference returns, labelled as such in every record.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from . import DatasetSpec, References, TaskSpec, register
+
+POLICY_DIR = Path(__file__).resolve().parent.parent / "data" / "policies"
+
+ENVS = {  # short name -> (Gymnasium id, D4RL random/expert reference returns from REFERENCE.md)
+    "hopper": ("Hopper-v5", -20.272305, 3234.3),
+    "halfcheetah": ("HalfCheetah-v5", -280.178953, 12135.0),
+    "walker2d": ("Walker2d-v5", 1.629008, 4592.3),
+}
+
+LEVELS = {  # level -> behaviour policies, in collection order (see suite.data.build)
+    "random": ("random",),
+    "medium": ("medium",),
+    "medium-replay": ("replay",),
+    "expert": ("expert",),
+    "medium-expert": ("medium", "expert"),
+}
+
+
+def references(env: str) -> References:
+    gym_id, rmin, rmax = ENVS[env]
+    path = POLICY_DIR / env / "reference.json"
+    if path.exists():
+        ref = json.loads(path.read_text())
+
+        def _mean(v):
+            return float(v["mean"]) if isinstance(v, dict) else float(v)
+
+        return References(
+            _mean(ref["random_return"]),
+            _mean(ref["expert_return"]),
+            f"suite-measured: random and shipped expert policy, 100 episodes on {gym_id}",
+        )
+    return References(rmin, rmax, "d4rl-v2 reference returns (mujoco-py v3 environments)")
+
+
+def _register_all() -> None:
+    for env, (gym_id, _, _) in ENVS.items():
+        refs = references(env)
+        for level, policies in LEVELS.items():
+            ds = DatasetSpec(dataset_id=f"suite/{env}/{level}-v0", env_id=gym_id, policies=policies)
+            register(
+                TaskSpec(
+                    id=f"{env}-{level}-v0",
+                    kind="offline-rl",
+                    description=f"{gym_id}, D4RL-style '{level}' dataset rebuilt by the suite",
+                    dataset=ds,
+                    env_id=gym_id,
+                    references=refs,
+                )
+            )
+        expert = DatasetSpec(dataset_id=f"suite/{env}/expert-v0", env_id=gym_id, policies=("expert",))
+        for n in (1,):
+            register(
+                TaskSpec(
+                    id=f"{env}-expert-{n}traj-v0",
+                    kind="offline-il",
+                    description=f"{gym_id}, offline imitation from {n} expert trajectory (rewards removed)",
+                    dataset=DatasetSpec(**{**expert.__dict__, "n_trajectories": n, "remove_rewards": True}),
+                    env_id=gym_id,
+                    references=refs,
+                    train_steps=500_000,
+                )
+            )
+
+
+_register_all()
