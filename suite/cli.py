@@ -101,6 +101,10 @@ def data_build(
     spec = get_task(task)
     if spec.dataset is None:
         raise SuiteError(f"task {spec.id} has no dataset")
+    if spec.dataset.source != "recipe":
+        from .data import how_to_get
+
+        raise SuiteError(f"{spec.id} is not built by the suite; {how_to_get(spec.dataset, spec.id)}")
     refs = (spec.references.min_return, spec.references.max_return) if spec.references else None
     ds = build(spec.dataset, steps=steps, n_envs=n_envs, references=refs, progress=progress)
     meta = ds.storage.metadata
@@ -147,6 +151,43 @@ def data_verify(dataset: Annotated[Optional[str], typer.Argument(help="dataset i
             typer.echo(f"  {i}: MISMATCH recorded {want[:16]}… recomputed {got[:16]}…")
     if bad:
         raise typer.Exit(1)
+
+
+@data_app.command("import-d4rl")
+def data_import_d4rl(
+    file: Annotated[Path, typer.Argument(help="a D4RL hdf5 file")],
+    as_: Annotated[str, typer.Option("--as", help="D4RL dataset name, e.g. hopper-medium-v2")],
+    overwrite: Annotated[bool, typer.Option(help="replace an existing import")] = False,
+):
+    """Convert a D4RL hdf5 file into a Minari dataset for the task d4rl/<name>."""
+    from .data.d4rl import import_d4rl
+    from .tasks import get_task, list_tasks
+
+    name = as_ if as_.startswith("d4rl/") else f"d4rl/{as_}"
+    if not name.rsplit("-v", 1)[-1].isdigit():
+        name += "-v2"
+    try:
+        spec = get_task(name)
+    except SuiteError as e:
+        valid = ", ".join(t.id.split("/", 1)[1] for t in list_tasks() if t.id.startswith("d4rl/"))
+        raise SuiteError(f"{e}; importable names: {valid}") from None
+    refs = (spec.references.min_return, spec.references.max_return)
+    ds = import_d4rl(file, spec.dataset.dataset_id, spec.env_id, refs, overwrite=overwrite)
+    typer.echo(f"imported {file} as {spec.dataset.dataset_id}: {ds.total_episodes} episodes, {ds.total_steps} "
+               f"steps; run it with `python -m suite run METHOD {spec.id}`")
+
+
+@data_app.command("download")
+def data_download(task: Annotated[str, typer.Argument(help="a minari/... task id")]):
+    """Download a Minari remote dataset (needs internet)."""
+    from .data.d4rl import download_minari
+    from .tasks import get_task
+
+    spec = get_task(task)
+    if spec.dataset is None or spec.dataset.source != "minari-remote":
+        raise SuiteError(f"task {spec.id} has no remote dataset")
+    ds = download_minari(spec.dataset.dataset_id)
+    typer.echo(f"downloaded {spec.dataset.dataset_id}: {ds.total_episodes} episodes")
 
 
 @app.command("table")

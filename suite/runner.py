@@ -192,6 +192,9 @@ def run(method_name: str, task_id: str, opts: RunOptions | None = None) -> RunRe
     agent = agent_cls(config, obs_dim, act_dim, obs_mean=prepared.obs_mean, obs_std=prepared.obs_std, device=device)
 
     ds_meta = suite_data.store.metadata(dataset)
+    if spec.references is None and ds_meta.get("ref_min_score") is not None and ds_meta.get("ref_max_score") is not None:
+        spec = dataclasses.replace(spec, references=suite_tasks.References(
+            float(ds_meta["ref_min_score"]), float(ds_meta["ref_max_score"]), "minari dataset metadata"))
     record = RunRecord(
         method=method.name, task=spec.id, seed=opts.seed, config=_config_dict(config), task_spec=spec.to_dict(),
         run_id=run_dir.name,

@@ -153,3 +153,4 @@ def list_tasks(kind: str | None = None) -> list[TaskSpec]:
 
 
 from . import mujoco as _mujoco  # noqa: E402,F401  (registers the built-in tasks)
+from . import external as _external  # noqa: E402,F401
