@@ -1,8 +1,10 @@
 """Rebuild D4RL-style datasets from behaviour policies, deterministically, as Minari datasets.
 
-Recipe (`DatasetSpec`): for each behaviour policy in `spec.policies`, run it on `n_envs` copies of the
-environment stepped in lockstep (`gymnasium.vector`, policy batched over the copies) until `steps`
-transitions are collected. Actions are sampled stochastically from the policy (as D4RL did): uniform for
+Recipe (`DatasetSpec`): for each behaviour policy in `spec.policies`, run it on `n_envs` environment slots
+stepped in lockstep (`gymnasium.vector`, policy batched over the slots); slot j collects exactly
+`steps // n_envs` (+1 for the first `steps % n_envs` slots) transitions, so the total is exactly `steps`.
+Slots may be spread over worker processes (`workers`, 2 by default for large builds); each slot has its own
+action-noise generator, so the arrays do not depend on the number of workers. Actions are sampled stochastically from the policy (as D4RL did): uniform for
 `random`, tanh-Gaussian for the shipped SAC policies, with noise from an explicit torch generator. Every
 episode is reset with its own explicit seed derived from (dataset seed, policy name, env slot, episode
 number), so the same command gives identical arrays on the same machine.
@@ -20,6 +22,7 @@ Episodes cut by the step budget at the end are kept and marked truncated.
 
 from __future__ import annotations
 
+import os
 import shutil
 import zlib
 from collections.abc import Callable
@@ -55,11 +58,14 @@ def policy_files(env: str, name: str) -> list[Path]:
 
 
 class _Actor:
-    """Batched stochastic action source: uniform for 'random', tanh-Gaussian SAC policies otherwise."""
+    """Stochastic actions for a set of env slots: uniform for 'random', tanh-Gaussian SAC policies otherwise.
 
-    def __init__(self, file: Path | None, action_space, generator_seed: int):
+    Each slot has its own generator (seeded from dataset seed, policy name and slot), so a slot's actions
+    depend only on its own observations: the data do not depend on how slots are spread over processes."""
+
+    def __init__(self, file: Path | None, action_space, seed: int, policy_name: str, slots: list[int]):
         self.low, self.high = action_space.low, action_space.high
-        self.gen = torch.Generator().manual_seed(generator_seed)
+        self.gens = [torch.Generator().manual_seed(episode_seed(seed, policy_name, j, -1 % 2**31)) for j in slots]
         self.policy = None
         if file is not None:
             from agents.sac import load_behaviour_policy
@@ -68,91 +74,115 @@ class _Actor:
 
     @torch.no_grad()
     def __call__(self, obs: np.ndarray) -> np.ndarray:
+        d = self.low.shape[-1]
         if self.policy is None:
-            u = torch.rand((obs.shape[0], self.low.shape[-1]), generator=self.gen, dtype=torch.float64).numpy()
+            u = torch.stack([torch.rand(d, generator=g, dtype=torch.float64) for g in self.gens]).numpy()
             return (self.low + u * (self.high - self.low)).astype(np.float32)
         dist = self.policy.dist(torch.as_tensor(obs, dtype=torch.float32))
-        noise = torch.randn(dist.mean.shape, generator=self.gen)
+        noise = torch.stack([torch.randn(d, generator=g) for g in self.gens])
         a = torch.tanh(dist.mean + dist.stddev * noise).numpy()
         return (self.low + (a + 1.0) * 0.5 * (self.high - self.low)).astype(np.float32)
 
 
+def slot_budgets(steps: int, n_envs: int) -> list[int]:
+    return [steps // n_envs + (1 if j < steps % n_envs else 0) for j in range(n_envs)]
+
+
+def _collect_slots(env_id: str, file: Path | None, slots: list[int], budgets: list[int], seed: int,
+                   policy_name: str, progress=None) -> list[list[dict]]:
+    """Run the given env slots in lockstep; slot j collects exactly budgets[j] transitions."""
+    import gymnasium as gym
+    from gymnasium.vector import AutoresetMode
+
+    n = len(slots)
+    envs = gym.make_vec(env_id, num_envs=n, vectorization_mode="sync",
+                        vector_kwargs={"autoreset_mode": AutoresetMode.DISABLED})
+    try:
+        act = _Actor(file, envs.single_action_space, seed, policy_name, slots)
+        od, ad = envs.single_observation_space.shape[0], envs.single_action_space.shape[0]
+        cap = max(budgets)
+        O = np.zeros((n, cap, od)); N = np.zeros((n, cap, od)); A = np.zeros((n, cap, ad), np.float32)
+        R = np.zeros((n, cap)); T = np.zeros((n, cap), bool); U = np.zeros((n, cap), bool)
+        ep_seeds: list[list[int]] = [[episode_seed(seed, policy_name, j, 0)] for j in slots]
+        obs, _ = envs.reset(seed=[s[0] for s in ep_seeds])
+        budgets_arr = np.asarray(budgets)
+        for t in range(cap):
+            a = act(obs)
+            nobs, rew, term, trunc, _ = envs.step(a)
+            O[:, t], N[:, t], A[:, t], R[:, t], T[:, t], U[:, t] = obs, nobs, a, rew, term, trunc
+            done = term | trunc
+            if progress is not None:
+                progress(int((budgets_arr > t).sum()))
+            if done.any() and t + 1 < cap:
+                new = []
+                for i in range(n):
+                    if done[i]:
+                        ep_seeds[i].append(episode_seed(seed, policy_name, slots[i], len(ep_seeds[i])))
+                    new.append(ep_seeds[i][-1])
+                nobs, _ = envs.reset(seed=new, options={"reset_mask": done.copy()})
+            obs = nobs
+    finally:
+        envs.close()
+    out = []
+    for i in range(n):
+        b = budgets[i]
+        if b == 0:
+            out.append([])
+            continue
+        U[i, b - 1] |= ~T[i, b - 1]  # the budget cuts the last episode: truncated
+        ends = np.flatnonzero(T[i, :b] | U[i, :b])
+        eps, start = [], 0
+        for k, e in enumerate(ends):
+            eps.append({
+                "seed": ep_seeds[i][k],
+                "observations": np.concatenate([O[i, start:e + 1], N[i, e:e + 1]]),
+                "actions": A[i, start:e + 1].copy(),
+                "rewards": R[i, start:e + 1].copy(),
+                "terminations": T[i, start:e + 1].copy(),
+                "truncations": U[i, start:e + 1].copy(),
+            })
+            start = e + 1
+        out.append(eps)
+    return out
+
+
+def _worker(args):
+    torch.set_num_threads(1)
+    return _collect_slots(*args)
+
+
 def collect(
     env_id: str,
-    act: Callable[[np.ndarray], np.ndarray],
+    file: Path | None,
     steps: int,
     *,
     seed: int,
     policy_name: str,
     n_envs: int = 8,
+    workers: int = 1,
     progress: Callable[[int], None] | None = None,
 ) -> list[dict]:
-    """Roll out `act` on `n_envs` lockstep copies until exactly `steps` transitions; returns Minari episodes."""
-    import gymnasium as gym
-    from gymnasium.vector import AutoresetMode
+    """Roll out one behaviour policy on `n_envs` env slots until exactly `steps` transitions (slot-major
+    episode order). `workers` processes share the slots; the result does not depend on `workers`."""
+    budgets = slot_budgets(steps, n_envs)
+    slots = list(range(n_envs))
+    if workers <= 1:
+        per_slot = _collect_slots(env_id, file, slots, budgets, seed, policy_name, progress)
+    else:
+        import multiprocessing as mp
+        from concurrent.futures import ProcessPoolExecutor
 
-    envs = gym.make_vec(env_id, num_envs=n_envs, vectorization_mode="sync",
-                        vector_kwargs={"autoreset_mode": AutoresetMode.DISABLED})
-    try:
-        episode_count = np.zeros(n_envs, dtype=np.int64)
-        seeds = [episode_seed(seed, policy_name, j, 0) for j in range(n_envs)]
-        obs, _ = envs.reset(seed=seeds)
-        cur = [{"seed": s, "observations": [o], "actions": [], "rewards": [], "terminations": [], "truncations": []}
-               for s, o in zip(seeds, obs)]
-        finished: list[tuple[int, int, dict]] = []  # (collection step, slot, episode) for a stable order
-        collected, t = 0, 0
-        while collected < steps:
-            actions = act(obs)
-            nobs, rew, term, trunc, _ = envs.step(actions)
-            active = min(n_envs, steps - collected)  # the last lockstep may use only some slots
-            for j in range(active):
-                ep = cur[j]
-                ep["actions"].append(actions[j]), ep["rewards"].append(float(rew[j]))
-                ep["terminations"].append(bool(term[j])), ep["truncations"].append(bool(trunc[j]))
-                ep["observations"].append(nobs[j])
-            collected += active
-            done = (term | trunc)[:active]
-            if collected >= steps:
-                for j in range(active):
-                    if not done[j]:
-                        cur[j]["truncations"][-1] = True  # cut by the budget
-                    finished.append((t, j, cur[j]))
-                for j in range(active, n_envs):  # unfinished episodes with no step in budget are dropped
-                    if cur[j]["actions"]:
-                        cur[j]["truncations"][-1] = True
-                        finished.append((t, j, cur[j]))
-                break
-            if done.any():
-                mask = np.zeros(n_envs, dtype=bool)
-                mask[:active] = done
-                new_seeds = []
-                for j in range(n_envs):
-                    if mask[j]:
-                        finished.append((t, j, cur[j]))
-                        episode_count[j] += 1
-                    new_seeds.append(episode_seed(seed, policy_name, j, int(episode_count[j])))
-                nobs, _ = envs.reset(seed=new_seeds, options={"reset_mask": mask})
-                for j in np.flatnonzero(mask):
-                    cur[j] = {"seed": new_seeds[j], "observations": [nobs[j]], "actions": [], "rewards": [],
-                              "terminations": [], "truncations": []}
-            obs = nobs
-            t += 1
-            if progress is not None:
-                progress(active)
-    finally:
-        envs.close()
-    finished.sort(key=lambda x: (x[0], x[1]))
-    out = []
-    for _, _, ep in finished:
-        out.append({
-            "seed": ep["seed"],
-            "observations": np.asarray(ep["observations"], dtype=np.float64),
-            "actions": np.asarray(ep["actions"], dtype=np.float32),
-            "rewards": np.asarray(ep["rewards"], dtype=np.float64),
-            "terminations": np.asarray(ep["terminations"], dtype=bool),
-            "truncations": np.asarray(ep["truncations"], dtype=bool),
-        })
-    return out
+        groups = [slots[w::workers] for w in range(workers)]
+        jobs = [(env_id, file, g, [budgets[j] for j in g], seed, policy_name) for g in groups if g]
+        with ProcessPoolExecutor(len(jobs), mp_context=mp.get_context("spawn")) as pool:
+            results = list(pool.map(_worker, jobs))
+        per_slot = [None] * n_envs
+        for g, res in zip(groups, results):
+            for j, eps in zip(g, res):
+                per_slot[j] = eps
+        if progress is not None:
+            progress(steps)
+    return [ep for eps in per_slot for ep in eps]
 
 
 def _package_versions() -> dict[str, str]:
@@ -172,12 +202,12 @@ def build(
     *,
     steps: int | None = None,
     n_envs: int = 8,
+    workers: int | None = None,
     references: tuple[float, float] | None = None,
     overwrite: bool = True,
     progress: bool = True,
 ):
     """Build the dataset of `spec` into Minari storage and return the loaded `MinariDataset`."""
-    import gymnasium as gym
     import minari
     from minari.data_collector import EpisodeBuffer
     from tqdm.auto import tqdm
@@ -195,14 +225,13 @@ def build(
             per = [steps // len(files) + (1 if i < steps % len(files) else 0) for i in range(len(files))]
             plan += [(f"{name}/{f.stem}" if name == "replay" else name, f, n) for f, n in zip(files, per)]
 
-    action_space = gym.make(spec.env_id).action_space
     episodes: list[dict] = []
     total = sum(n for _, _, n in plan)
     bar = tqdm(total=total, desc=f"build {spec.dataset_id}", unit="step", disable=not progress, smoothing=0.1)
     try:
         for name, file, n in plan:
-            actor = _Actor(file, action_space, episode_seed(spec.seed, name, -1 % 2**31, 0))
-            episodes += collect(spec.env_id, actor, n, seed=spec.seed, policy_name=name, n_envs=n_envs,
+            w = workers if workers is not None else (1 if n < 50_000 else min(2, os.cpu_count() or 1))
+            episodes += collect(spec.env_id, file, n, seed=spec.seed, policy_name=name, n_envs=n_envs, workers=w,
                                 progress=bar.update)
     finally:
         bar.close()
