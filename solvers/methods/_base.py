@@ -1,0 +1,120 @@
+"""Solver base classes: the step interface and the explicit Runge–Kutta machinery.
+
+A solver object is stateless configuration. ``init`` returns the carried solver state (a tuple of
+tensors, e.g. the first-same-as-last stage), ``step`` advances every sample by its own ``dt`` (shape
+``(B,)``, zero for finished samples, negative when integrating backwards) and returns
+``(y1, y_error_or_None, dense, new_state)``; ``interpolate(dense, theta)`` evaluates the dense output at
+fractions ``theta`` ``(B, T)`` of the step. Butcher tableaux are stored as Python floats: combining
+stages with scalar ``alpha`` adds costs one fused kernel per nonzero coefficient and no tensor
+allocation for coefficients.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from ..errors import TermSolverMismatchError
+
+
+def bview(v: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    """View a (B,) tensor so that it broadcasts against ``like`` (B, *shape)."""
+    return v.view(v.shape[0], *([1] * (like.dim() - 1)))
+
+
+def lincomb(coeffs, ks):
+    """sum_j coeffs[j] * ks[j], skipping zero coefficients (coeffs are Python floats)."""
+    acc = None
+    for c, k in zip(coeffs, ks):
+        if c == 0.0:
+            continue
+        if acc is None:
+            acc = k * c if c != 1.0 else k
+        else:
+            acc = torch.add(acc, k, alpha=c)
+    return acc
+
+
+def linear_interpolate(y0, y1, theta):
+    """Linear dense output: y0 + theta (y1 - y0), theta (B, T) -> (B, T, *shape)."""
+    th = theta.view(*theta.shape, *([1] * (y0.dim() - 1)))
+    y0 = y0.unsqueeze(1)
+    return y0 + th * (y1.unsqueeze(1) - y0)
+
+
+class AbstractSolver:
+    order: int | None = None  # ODE (deterministic) order
+    strong_order: float | None = None  # SDE strong order; None for ODE-only solvers
+    adaptive: bool = False  # has an embedded error estimate
+    sde_type: str | None = None  # "ito" / "stratonovich" for SDE solvers
+    fsal: bool = False
+    fevals_per_step: int = 1
+    init_fevals: int = 0
+    noise_types: tuple[str, ...] = ("diagonal", "additive", "general")
+
+    def check_terms(self, terms) -> None:
+        name = type(self).__name__
+        if terms.is_sde:
+            if self.strong_order is None:
+                raise TermSolverMismatchError(f"{name} is an ODE solver; it cannot integrate an SDETerm")
+            if terms.noise not in self.noise_types:
+                raise TermSolverMismatchError(
+                    f"{name} supports noise in {self.noise_types}, the term has noise={terms.noise!r}"
+                )
+        elif self.order is None:
+            raise TermSolverMismatchError(f"{name} is an SDE solver; it needs an SDETerm")
+
+    def init(self, terms, t0, y0):
+        return ()
+
+    def step(self, terms, t, y, dt, state):
+        raise NotImplementedError
+
+    def interpolate(self, dense, theta):
+        y0, y1 = dense[0], dense[1]
+        return linear_interpolate(y0, y1, theta)
+
+    def __repr__(self):
+        return f"{type(self).__name__}()"
+
+
+class ExplicitRK(AbstractSolver):
+    """Explicit Runge–Kutta method defined by its tableau (c, a, b) and optional error weights."""
+
+    c: tuple[float, ...]
+    a: tuple[tuple[float, ...], ...]
+    b: tuple[float, ...]
+    b_error: tuple[float, ...] | None = None  # weights of (high - low order) solution
+
+    def __init_subclass__(cls, **kw):
+        super().__init_subclass__(**kw)
+        if hasattr(cls, "b"):
+            cls.adaptive = cls.b_error is not None
+            n = len(cls.b)
+            # FSAL: the last stage is evaluated at the new solution, so it is the next step's first stage
+            cls.fsal = cls.c[-1] == 1.0 and n > 1 and tuple(cls.a[-1]) == tuple(cls.b[:-1]) and cls.b[-1] == 0
+            cls.fevals_per_step = n - 1 if cls.fsal else n
+            cls.init_fevals = 1 if cls.fsal else 0
+
+    def init(self, terms, t0, y0):
+        if self.fsal:
+            return (terms.vf(t0, y0),)
+        return ()
+
+    def step(self, terms, t, y, dt, state):
+        dtb = bview(dt, y)
+        k0 = state[0] if self.fsal else terms.vf(t, y)
+        ks = [k0]
+        n = len(self.b)
+        y1 = None
+        for i in range(1, n):
+            yi = torch.addcmul(y, dtb, lincomb(self.a[i], ks))
+            if self.fsal and i == n - 1:
+                y1 = yi
+            ks.append(terms.vf(t + self.c[i] * dt, yi))
+        if y1 is None:
+            y1 = torch.addcmul(y, dtb, lincomb(self.b, ks))
+        err = None
+        if self.b_error is not None:
+            err = dtb * lincomb(self.b_error, ks)
+        new_state = (ks[-1],) if self.fsal else ()
+        return y1, err, (y, y1, dtb, ks), new_state
