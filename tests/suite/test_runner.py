@@ -1,0 +1,142 @@
+"""Runner: records, determinism, SIGKILL + resume, divergence, CLI errors — with the real BC agent on a real
+(small) hopper-random dataset."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from suite import methods
+from suite.cli import main
+from suite.results import iter_records, load_record
+from suite.runner import RunOptions, run
+
+FAST = dict(steps=300, eval_every=150, eval_episodes=2, progress=False, tensorboard=False)
+
+
+def _returns(rec):
+    return [(p.step, p.returns) for p in rec.curve]
+
+
+def test_record_fields_and_determinism(hopper_random_built, tmp_path):
+    a = run("bc", "hopper-random", RunOptions(seed=3, out=tmp_path / "a", **FAST))
+    b = run("bc", "hopper-random", RunOptions(seed=3, out=tmp_path / "b", **FAST))
+    assert a.status == "ok" and a.task == "hopper-random-v0" and a.steps == 300
+    assert [p.step for p in a.curve] == [150, 300]
+    assert _returns(a) == _returns(b)  # same seed -> identical evaluation returns
+    spec = hopper_random_built
+    assert a.final_score == pytest.approx(spec.references.normalize(a.curve[-1].mean_return))
+    assert a.best_score == max(p.normalized_score for p in a.curve)
+    assert a.config["batch_size"] > 0 and "normalize_observations" in a.config
+    prov = a.provenance
+    for key in ("git_revision", "git_dirty", "packages", "dataset_id", "dataset_checksum", "device", "references_source"):
+        assert key in prov
+    assert prov["dataset_checksum"] == __import__("minari").load_dataset("suite/hopper/random-v0").storage.metadata[
+        "suite_checksum"]
+    assert a.updates_per_s and a.updates_per_s > 0 and a.wall_time_s > 0
+    c = run("bc", "hopper-random", RunOptions(seed=4, out=tmp_path / "c", **FAST))
+    assert _returns(c) != _returns(a)  # a different seed gives a different run
+    on_disk = [r for _, r in iter_records(tmp_path / "a")]
+    assert len(on_disk) == 1 and on_disk[0].final_score == a.final_score
+
+
+def test_resume_after_stop_matches_uninterrupted(hopper_random_built, tmp_path):
+    full = run("bc", "hopper-random", RunOptions(seed=1, out=tmp_path / "full", tensorboard=True,
+                                                  **{k: v for k, v in FAST.items() if k != "tensorboard"}))
+    part = run("bc", "hopper-random", RunOptions(seed=1, out=tmp_path / "part", stop_after=150, **FAST))
+    assert part.status == "running" and part.steps == 150
+    resumed = run("bc", "hopper-random", RunOptions(seed=1, out=tmp_path / "part", resume=True, **FAST))
+    assert resumed.status == "ok" and _returns(resumed) == _returns(full)
+    assert resumed.final_score == full.final_score and resumed.run_id == part.run_id
+    again = run("bc", "hopper-random", RunOptions(seed=1, out=tmp_path / "part", resume=True, **FAST))
+    assert again.run_id == resumed.run_id and again.status == "ok"  # finished: nothing to redo
+
+
+def test_sigkill_then_resume(hopper_random_built, tmp_path):
+    args = [sys.executable, "-m", "suite", "run", "bc", "hopper-random", "--seed", "2", "--steps", "3000",
+            "--eval-every", "250", "--eval-episodes", "2", "--out", str(tmp_path / "k"), "--no-progress"]
+    env = {**os.environ, "SUITE_TEST_THREADS": "1", "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen(args, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    deadline = time.time() + 300
+    killed_at = None
+    while time.time() < deadline and proc.poll() is None:
+        recs = list((tmp_path / "k").rglob("record.json"))
+        if recs:
+            try:
+                steps = json.loads(recs[0].read_text())["steps"]
+            except (json.JSONDecodeError, KeyError):
+                steps = 0
+            if steps >= 500:
+                proc.send_signal(signal.SIGKILL)
+                proc.wait()
+                killed_at = steps
+                break
+        time.sleep(0.02)
+    if killed_at is None:
+        proc.kill()
+        pytest.fail("run finished or stalled before it could be killed")
+    rec = load_record(next((tmp_path / "k").rglob("record.json")))
+    assert rec.status == "running" and rec.steps < 3000
+    assert subprocess.run(args + ["--resume"], env=env, capture_output=True).returncode == 0
+    resumed = load_record(next((tmp_path / "k").rglob("record.json")))
+    straight = run("bc", "hopper-random", RunOptions(seed=2, steps=3000, eval_every=250, eval_episodes=2,
+                                                      out=tmp_path / "s", progress=False, tensorboard=False))
+    assert resumed.status == "ok" and resumed.final_score == straight.final_score
+    assert _returns(resumed) == _returns(straight)
+
+
+@pytest.fixture
+def nan_method():
+    spec = methods.MethodSpec("nan-test", "tests.suite.dummy_agents:NaNAgent", "tests.suite.dummy_agents:NaNAgentConfig",
+                              ("offline-rl",), "test agent whose loss turns NaN")
+    methods.register(spec)
+    yield spec
+    methods.registry.unregister("nan-test")
+
+
+def test_divergence_is_recorded_never_scored(hopper_random_built, tmp_path, nan_method):
+    rec = run("nan-test", "hopper-random", RunOptions(seed=0, out=tmp_path, steps=1000, eval_every=100, eval_episodes=2,
+                                                       log_every=100, progress=False, tensorboard=False))
+    assert rec.status == "diverged" and rec.steps <= 200
+    assert rec.final_score is None and rec.best_score is None
+    on_disk = load_record(next(tmp_path.rglob("record.json")))
+    assert on_disk.status == "diverged"
+    from suite.leaderboard import table_rows
+
+    rows = table_rows([on_disk])
+    assert rows[0]["n"] == 0 and rows[0]["excluded"] == 1
+
+
+def test_cli_user_errors_exit_2(hopper_random_built, tmp_path, capsys):
+    assert main(["run", "bc", "hoper-random", "--out", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert "did you mean 'hopper-random'" in err and "Traceback" not in err
+    assert main(["run", "bcc", "hopper-random", "--out", str(tmp_path)]) == 2
+    assert "did you mean 'bc'" in capsys.readouterr().err
+    assert main(["run", "bc", "hopper-random", "--set", "no_such_key=1", "--out", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert "unknown config key 'no_such_key'" in err and "batch_size" in err
+    assert main(["run", "bc", "hopper-random", "--set", "batch_size=abc", "--out", str(tmp_path)]) == 2
+    assert main(["run", "bc", "walker2d-random", "--out", str(tmp_path)]) == 2
+    assert "python -m suite data build walker2d-random" in capsys.readouterr().err
+
+
+def test_cli_subprocess_unknown_task():
+    p = subprocess.run([sys.executable, "-m", "suite", "run", "bc", "hoper-random"], capture_output=True, text=True)
+    assert p.returncode == 2 and "did you mean 'hopper-random'" in p.stderr and "Traceback" not in p.stderr
+
+
+def test_cli_run_and_table(hopper_random_built, tmp_path, capsys):
+    for seed in (0, 1):
+        assert main(["run", "bc", "hopper-random", "--seed", str(seed), "--steps", "100", "--eval-every", "100",
+                     "--eval-episodes", "2", "--out", str(tmp_path), "--no-progress"]) == 0
+    capsys.readouterr()
+    assert main(["table", "--runs", str(tmp_path), "--no-published"]) == 0
+    out = capsys.readouterr().out
+    assert "| bc | hopper-random-v0 |" in out and "| 2 | 0 |" in out
+    assert main(["ls", "tasks"]) == 0 and "hopper-random-v0" in capsys.readouterr().out
