@@ -213,12 +213,13 @@ def table(
 
 
 @app.command("bench")
-def bench(what: Annotated[str, typer.Argument(help="solvers, agents or all")] = "all",
+def bench(what: Annotated[str, typer.Argument(help="solvers, agents, data or all")] = "all",
           quick: Annotated[bool, typer.Option(help="fewer repeats")] = False):
     """Speed benchmarks (one JSON line per case)."""
     import importlib
 
-    groups = {"solvers": ["suite.bench.solvers"], "agents": ["suite.bench.agents_odice", "suite.bench.agents_baselines"]}
+    groups = {"solvers": ["suite.bench.solvers"], "agents": ["suite.bench.agents_odice", "suite.bench.agents_baselines"],
+              "data": ["suite.bench.data"]}
     if what != "all" and what not in groups:
         raise SuiteError(f"unknown benchmark {what!r}; choose from {', '.join(groups)} or all")
     for name in groups if what == "all" else [what]:

@@ -30,12 +30,39 @@ def get_dataset(spec: DatasetSpec, task_id: str | None = None):
     return store.load(spec.dataset_id, hint=how_to_get(spec, task_id))
 
 
+def _cache_file(dataset_id: str, checksum: str):
+    return store.dataset_path(dataset_id) / "suite_cache" / f"transitions-{checksum[:20]}.npz"
+
+
 def load_transitions(spec: DatasetSpec, task_id: str | None = None):
-    """(dataset, arrays, episode_ends) for a task's dataset spec (imitation subsets applied)."""
+    """(dataset, arrays, episode_ends) for a task's dataset spec (imitation subsets applied).
+
+    Reading a Minari dataset episode by episode is slow for D4RL-sized data (tens of thousands of
+    episodes), so the flat arrays are cached beside the dataset in an .npz named by the dataset's recorded
+    checksum; `python -m suite data verify` still checks the Minari episodes themselves."""
+    import numpy as np
+
     ds = get_dataset(spec, task_id)
-    arrays, ends = transitions_from_episodes(
-        ds.iterate_episodes(), n_trajectories=spec.n_trajectories, remove_rewards=spec.remove_rewards
-    )
+    checksum = store.metadata(ds).get("suite_checksum")
+    cache = _cache_file(spec.dataset_id, checksum) if checksum else None
+    if cache is not None and cache.exists():
+        with np.load(cache) as z:
+            arrays = {k: z[k] for k in z.files if k != "episode_ends"}
+            ends = z["episode_ends"]
+    else:
+        arrays, ends = transitions_from_episodes(ds.iterate_episodes())
+        if cache is not None:
+            cache.parent.mkdir(exist_ok=True)
+            tmp = cache.with_suffix(".tmp.npz")
+            np.savez(tmp, episode_ends=ends, **arrays)
+            tmp.replace(cache)
+    if spec.n_trajectories is not None:
+        cut = np.flatnonzero(ends)
+        stop = int(cut[spec.n_trajectories - 1]) + 1 if len(cut) >= spec.n_trajectories else len(ends)
+        arrays = {k: v[:stop] for k, v in arrays.items()}
+        ends = ends[:stop]
+    if spec.remove_rewards:
+        arrays = {**arrays, "rewards": np.zeros_like(arrays["rewards"])}
     return ds, arrays, ends
 
 

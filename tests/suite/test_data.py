@@ -94,3 +94,22 @@ def test_missing_policy_is_a_clear_error(minari_root, monkeypatch, tmp_path):
     monkeypatch.setattr(B, "POLICY_DIR", tmp_path)
     with pytest.raises(MissingDatasetError, match="behaviour policy hopper/medium is not shipped"):
         B.policy_files("hopper", "medium")
+
+
+def test_transition_cache_matches_episodes_and_imitation_subset(hopper_random):
+    from suite.data import _cache_file
+    from suite.tasks import DatasetSpec
+
+    spec, ds = hopper_random
+    _, a1, e1 = load_transitions(spec.dataset)
+    checksum = store.metadata(store.load(spec.dataset.dataset_id))["suite_checksum"]
+    assert _cache_file(spec.dataset.dataset_id, checksum).exists()
+    _, a2, e2 = load_transitions(spec.dataset)  # from the cache
+    for k in a1:
+        np.testing.assert_array_equal(a1[k], a2[k])
+    np.testing.assert_array_equal(e1, e2)
+    il = DatasetSpec(**{**spec.dataset.__dict__, "n_trajectories": 2, "remove_rewards": True})
+    _, a3, e3 = load_transitions(il)
+    first_two = int(np.flatnonzero(e1)[1]) + 1
+    assert len(a3["rewards"]) == first_two and e3.sum() == 2 and not a3["rewards"].any()
+    np.testing.assert_array_equal(a3["observations"], a1["observations"][:first_two])
