@@ -87,6 +87,40 @@ def run(
         raise typer.Exit(1)
 
 
+@app.command("sweep")
+def sweep(
+    method: Annotated[str, typer.Argument(help="method name")],
+    tasks: Annotated[list[str], typer.Argument(help="one or more task ids")],
+    seeds: Annotated[str, typer.Option(help="comma-separated seeds")] = "0,1,2",
+    steps: Annotated[Optional[int], typer.Option(help="training updates per run")] = None,
+    eval_every: Annotated[Optional[int], typer.Option("--eval-every")] = None,
+    eval_episodes: Annotated[Optional[int], typer.Option("--eval-episodes")] = None,
+    out: Annotated[Path, typer.Option(envvar="SUITE_RUNS")] = Path("runs"),
+    set_: Annotated[Optional[list[str]], typer.Option("--set", help="config override key=value")] = None,
+    executor: Annotated[str, typer.Option(help="inprocess, local (process pool) or ray")] = "local",
+    workers: Annotated[int, typer.Option(help="parallel runs for the local executor")] = 1,
+    threads: Annotated[int, typer.Option(help="torch threads per run")] = 1,
+    address: Annotated[Optional[str], typer.Option(help="Ray cluster address")] = None,
+    resume: Annotated[bool, typer.Option(help="resume unfinished runs")] = False,
+):
+    """Run METHOD on every TASK for every seed (in-process, a local process pool, or Ray)."""
+    from .executors import Job, execute
+    from .methods import get_method, parse_overrides
+    from .runner import RunOptions
+    from .tasks import get_task
+
+    get_method(method)
+    resolved = [get_task(t).id for t in tasks]  # fail fast on a typo, before any run starts
+    seed_list = [int(s) for s in seeds.split(",") if s.strip()]
+    jobs = [Job(method, t, RunOptions(seed=s, steps=steps, eval_every=eval_every, eval_episodes=eval_episodes,
+                                      out=out, overrides=parse_overrides(set_ or []), resume=resume,
+                                      progress=workers <= 1))
+            for t in resolved for s in seed_list]
+    for rec in execute(jobs, executor, workers, address, threads):
+        score = f"{rec.final_score:.1f}" if rec.final_score is not None else "n/a"
+        typer.echo(f"{rec.status}: {rec.method} {rec.task} seed {rec.seed}: final {score} ({rec.steps} updates)")
+
+
 @data_app.command("build")
 def data_build(
     task: Annotated[str, typer.Argument(help="task id whose dataset to build, e.g. hopper-random")],

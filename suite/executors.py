@@ -1,0 +1,67 @@
+"""Where runs execute: in this process, in a local pool of processes, or on a Ray cluster.
+
+A job is (method, task, RunOptions); every executor returns the run records in job order. Each job seeds
+itself from its options, so results do not depend on the executor or on how jobs interleave. Local
+processes are started with 'spawn' (safe with torch) and pinned to `threads` torch threads each.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+
+from .results import RunRecord
+from .runner import RunOptions, run
+
+
+@dataclasses.dataclass(frozen=True)
+class Job:
+    method: str
+    task: str
+    options: RunOptions
+
+
+def _run_job(job: Job, threads: int = 1) -> RunRecord:
+    import torch
+
+    torch.set_num_threads(threads)
+    return run(job.method, job.task, job.options)
+
+
+def run_in_process(jobs: Sequence[Job]) -> list[RunRecord]:
+    return [run(j.method, j.task, j.options) for j in jobs]
+
+
+def run_local_pool(jobs: Sequence[Job], workers: int, threads: int = 1) -> list[RunRecord]:
+    import multiprocessing as mp
+    from concurrent.futures import ProcessPoolExecutor
+
+    with ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn")) as pool:
+        futures = [pool.submit(_run_job, j, threads) for j in jobs]
+        return [f.result() for f in futures]
+
+
+def run_ray(jobs: Sequence[Job], address: str | None = None, cpus_per_job: float = 1.0) -> list[RunRecord]:
+    """Run jobs as Ray tasks (`pip install -e .[ray]`; `address` of an existing cluster or None for local)."""
+    try:
+        import ray
+    except ImportError as e:
+        from .errors import SuiteError
+
+        raise SuiteError("the ray executor needs Ray: pip install -e '.[ray]'") from e
+    ray.init(address=address, ignore_reinit_error=True)
+    remote = ray.remote(num_cpus=cpus_per_job)(_run_job)
+    return ray.get([remote.remote(j, max(1, int(cpus_per_job))) for j in jobs])
+
+
+def execute(jobs: Sequence[Job], executor: str = "local", workers: int = 1, address: str | None = None,
+            threads: int = 1) -> list[RunRecord]:
+    if executor == "inprocess" or (executor == "local" and workers <= 1):
+        return run_in_process(jobs)
+    if executor == "local":
+        return run_local_pool(jobs, workers, threads)
+    if executor == "ray":
+        return run_ray(jobs, address)
+    from .errors import SuiteError
+
+    raise SuiteError(f"unknown executor {executor!r}; choose inprocess, local or ray")
