@@ -59,15 +59,30 @@ def run(
     build_missing: Annotated[bool, typer.Option("--build-missing", help="build a missing suite dataset first")] = False,
     build_steps: Annotated[Optional[int], typer.Option(help="dataset size when building (default: the recipe's)")] = None,
     progress: Annotated[bool, typer.Option(help="show a progress bar")] = True,
+    nfe: Annotated[Optional[int], typer.Option(help="generation: score evaluations per sample (= --set nfe=)")] = None,
+    rtol: Annotated[Optional[float], typer.Option(help="generation: ODE rtol (= --set rtol=)")] = None,
+    sde: Annotated[Optional[str], typer.Option(help="generation: vp, subvp or ve (= --set sde=)")] = None,
+    sampler: Annotated[Optional[str], typer.Option(help="score-sde: sampler after training (= --set sampler=)")] = None,
 ):
-    """Train METHOD on TASK, evaluating periodically; writes a run record (JSON) under --out."""
-    from .methods import parse_overrides
+    """Train METHOD on TASK, evaluating periodically (or sample, for generative methods); writes a run
+    record (JSON) under --out."""
+    from .methods import get_method, parse_overrides
     from .runner import RunOptions, prepare_task
     from .runner import run as do_run
 
+    overrides = parse_overrides(set_ or [])
+    for key, value in (("nfe", nfe), ("rtol", rtol), ("sde", sde), ("sampler", sampler)):
+        if value is not None:
+            overrides[key] = str(value)
     opts = RunOptions(seed=seed, steps=steps, eval_every=eval_every, eval_episodes=eval_episodes, device=device,
-                      out=out, overrides=parse_overrides(set_ or []), resume=resume, build_missing=build_missing,
+                      out=out, overrides=overrides, resume=resume, build_missing=build_missing,
                       build_steps=build_steps, progress=progress)
+    if get_method(method).kind == "generative":
+        rec = do_run(method, task, opts)
+        shown = {k: round(v, 6) for k, v in rec.metrics.items()}
+        typer.echo(f"{rec.status}: {rec.method} on {rec.task} seed {rec.seed}: {shown}; record: "
+                   f"{Path(out) / rec.method / rec.task / rec.run_id / 'record.json'}")
+        return
     try:
         prepare_task(method, task, opts)
     except MissingDatasetError:

@@ -57,6 +57,18 @@ for _spec in [
     register(_spec)
 
 
+for _name, _desc in [
+    ("em", "Euler-Maruyama on the reverse-time SDE (Song et al. 2021)"),
+    ("reverse-diffusion", "reverse-diffusion predictor (Song et al. 2021)"),
+    ("ancestral", "ancestral sampling: DDPM (VP) / SMLD (VE)"),
+    ("langevin", "annealed Langevin dynamics (corrector only)"),
+    ("pc", "predictor-corrector sampler (Song et al. 2021, Alg. 1)"),
+    ("ode", "probability-flow ODE with an adaptive solver"),
+]:
+    register(MethodSpec(_name, "suite.generation:run_generative", "suite.generation:SamplerConfig", ("generation",),
+                        _desc, kind="generative"))
+
+
 def _parse_value(text: str, tp: Any, key: str) -> Any:
     origin = typing.get_origin(tp)
     args = typing.get_args(tp)

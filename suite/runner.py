@@ -161,6 +161,13 @@ def prepare_task(method_name: str, task_id: str, opts: RunOptions):
 
 def run(method_name: str, task_id: str, opts: RunOptions | None = None) -> RunRecord:
     opts = opts or RunOptions()
+    method = suite_methods.get_method(method_name)
+    if method.kind == "generative":
+        spec = suite_tasks.get_task(task_id)
+        if spec.kind not in method.task_kinds:
+            raise SuiteError(f"method {method.name!r} runs on generation tasks, not {spec.kind} task {spec.id!r}")
+        config, _ = suite_methods.resolve_config(method, spec.id, opts.overrides)
+        return method.load()(method.name, spec, config, opts.seed, opts.out, opts.progress)
     spec, method, config, explicit = prepare_task(method_name, task_id, opts)
     steps, eval_every, eval_episodes = _protocol(spec, config, explicit, opts)
     device = torch.device(opts.device)

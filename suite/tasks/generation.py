@@ -1,0 +1,30 @@
+"""Generation tasks: analytic distributions with exact scores (they rank samplers, no training) and image
+datasets (train a score model here, then sample). `extra` holds what the generation runner needs."""
+
+from __future__ import annotations
+
+from . import TaskSpec, register
+
+ANALYTIC = {
+    "gmm-2d": ("ring_gmm_2d", "8 Gaussians on a ring (radius 2, std 0.2): exact score at every t"),
+    "gmm-64d": ("gmm_64d", "64-D mixture of 4 full-covariance Gaussians (seeded): exact score at every t"),
+}
+IMAGES = {
+    "digits-8x8": "scikit-learn's bundled 8x8 digits (1797 images, 16 grey levels): the embedded default",
+    "mnist": "MNIST 28x28 from SUITE_DATA_DIR/mnist.npz or a torchvision download",
+    "cifar10": "CIFAR-10 32x32 (torchvision download or a user's copy)",
+    "cifar10-jpeg": "CIFAR-10 test split decoded from a lossy JPEG copy (q~75): development only, never FID vs CIFAR-10",
+}
+
+
+def _register_all() -> None:
+    for name, (factory, desc) in ANALYTIC.items():
+        register(TaskSpec(id=f"{name}-v0", kind="generation", description=desc, eval_episodes=0,
+                          extra={"distribution": factory, "n_samples": 4096, "metric": "mmd2",
+                                 "lower_is_better": True}))
+    for name, desc in IMAGES.items():
+        register(TaskSpec(id=f"{name}-v0", kind="generation", description=desc, eval_episodes=0,
+                          extra={"dataset": name, "n_samples": 1000, "metric": "fd_lenet", "lower_is_better": True}))
+
+
+_register_all()
