@@ -14,6 +14,7 @@ functions the training loop calls); it draws its noise from torch's global gener
 
 from __future__ import annotations
 
+import copy
 import json
 import math
 from dataclasses import asdict, dataclass
@@ -153,9 +154,10 @@ class SAC:
         self.critic_target.load_state_dict(state["critic_target"])
         with torch.no_grad():
             self.log_alpha.copy_(state["log_alpha"])
-        self.actor_optim.load_state_dict(state["actor_optim"])
-        self.critic_optim.load_state_dict(state["critic_optim"])
-        self.alpha_optim.load_state_dict(state["alpha_optim"])
+        # optimisers keep the loaded state tensors as they are: copy, so that two agents never share moments
+        self.actor_optim.load_state_dict(copy.deepcopy(state["actor_optim"]))
+        self.critic_optim.load_state_dict(copy.deepcopy(state["critic_optim"]))
+        self.alpha_optim.load_state_dict(copy.deepcopy(state["alpha_optim"]))
 
 
 # ---- behaviour-policy files ----
