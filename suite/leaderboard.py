@@ -25,14 +25,26 @@ def latest_per_seed(records: list[RunRecord]) -> dict[tuple[str, str], dict[int,
     return groups
 
 
+def headline(rec: RunRecord, metric: str = "final_score") -> float | None:
+    """The number a table shows for a run: its normalised score (RL), or its task's headline metric
+    (generation tasks name it in `extra["metric"]`, e.g. the exact MMD² to the target mixture)."""
+    value = getattr(rec, metric)
+    if value is None:
+        name = rec.task_spec.get("extra", {}).get("metric")
+        value = rec.metrics.get(name) if name else None
+    return value
+
+
 def table_rows(records: list[RunRecord], metric: str = "final_score") -> list[dict]:
     rows = []
     for (method, task), by_seed in sorted(latest_per_seed(records).items()):
-        ok = [r for r in by_seed.values() if r.status == "ok" and getattr(r, metric) is not None]
+        ok = [r for r in by_seed.values() if r.status == "ok" and headline(r, metric) is not None]
         other = len(by_seed) - len(ok)
-        s = summarize([getattr(r, metric) for r in ok])
+        s = summarize([headline(r, metric) for r in ok])
+        first = next(iter(by_seed.values()))
         rows.append({
             "method": method, "task": task, "n": s["n"], "mean": s["mean"], "std": s["std"], "iqm": s["iqm"],
+            "metric": first.task_spec.get("extra", {}).get("metric") or metric,
             "excluded": other, "steps": sorted({r.steps for r in ok}),
             "wall_time_s": sum(r.wall_time_s for r in ok) / len(ok) if ok else None,
         })
@@ -55,14 +67,16 @@ def markdown_table(runs_dir: str | Path, metric: str = "final_score", published:
     rows = table_rows(records, metric)
     label = {"final_score": "final normalised score", "best_score": "best normalised score (optimistic)"}[metric]
     lines = [
-        f"Measured: {label}, mean ± std over seeds (n = seeds with status ok; excluded = diverged/failed/unfinished).",
+        f"Measured: {label} for RL tasks, the task's headline metric for generation tasks; mean ± std over seeds "
+        "(n = seeds with status ok; excluded = diverged/failed/unfinished).",
         "",
-        "| method | task | score | n | excluded | steps |",
-        "|---|---|---|---|---|---|",
+        "| method | task | metric | value | n | excluded | steps |",
+        "|---|---|---|---|---|---|---|",
     ]
     for r in rows:
-        score = f"{r['mean']:.1f} ± {r['std']:.1f}" if r["n"] else "—"
-        lines.append(f"| {r['method']} | {r['task']} | {score} | {r['n']} | {r['excluded']} | "
+        fmt = ".1f" if r["metric"] in ("final_score", "best_score") else ".4g"
+        score = f"{r['mean']:{fmt}} ± {r['std']:{fmt}}" if r["n"] else "—"
+        lines.append(f"| {r['method']} | {r['task']} | {r['metric']} | {score} | {r['n']} | {r['excluded']} | "
                      f"{', '.join(map(str, r['steps'])) or '—'} |")
     if published:
         pub = load_published()
