@@ -282,6 +282,43 @@ def bench(what: Annotated[str, typer.Argument(help="solvers, agents, data or all
                 typer.echo(json.dumps(row))
 
 
+@app.command("validate")
+def validate(paths: Annotated[list[Path], typer.Argument(help="record.json files or directories of them")]):
+    """Check run records for a leaderboard: status, provenance, task version and dataset checksum."""
+    from .results import iter_records, load_record
+    from .validate import problems
+
+    bad = 0
+    for p in paths:
+        found = iter_records(p) if p.is_dir() else [(p, load_record(p))]
+        for path, rec in found:
+            issues = problems(rec)
+            bad += bool(issues)
+            typer.echo(f"{path}: " + ("ok" if not issues else "; ".join(issues)))
+    if bad:
+        raise typer.Exit(1)
+
+
+@app.command("submit")
+def submit(
+    paths: Annotated[list[Path], typer.Argument(help="record.json files or directories of them")],
+    to: Annotated[Path, typer.Option(help="leaderboard runs directory")] = Path("leaderboards/runs"),
+    force: Annotated[bool, typer.Option(help="submit despite validation problems")] = False,
+):
+    """Validate run records and copy them into the leaderboard's runs directory."""
+    from .results import iter_records, load_record
+    from .validate import problems
+    from .validate import submit as do_submit
+
+    for p in paths:
+        found = iter_records(p) if p.is_dir() else [(p, load_record(p))]
+        for path, rec in found:
+            issues = problems(rec)
+            if issues and not force:
+                raise SuiteError(f"{path} not submitted: " + "; ".join(issues))
+            typer.echo(f"submitted {path} -> {do_submit(path, to)}")
+
+
 def main(argv: list[str] | None = None) -> int:
     import click
 
