@@ -152,7 +152,11 @@ def integrate_fixed(p: Problem, checkpoint_every: int | None = None, step_hook=N
     grid = fixed_grid(p)
     n = grid.shape[0] - 1
     dts = grid[1:] - grid[:-1]
-    ts_list, dt_list = grid.unbind(0), dts.unbind(0)
+    ts_list, dt_list = grid.unbind(0), list(dts.unbind(0))
+    if n > 1 and all(_is_number(x) for x in (p.t0, p.t1, p.dt0)) and not isinstance(p.controller, StepTo):
+        # uniform grid: one shared dt object for all full steps (lets Brownian increments cache sqrt(dt))
+        step = torch.full_like(dt_list[0], math.copysign(abs(p.dt0), p.t1 - p.t0))
+        dt_list = [step] * (n - 1) + [grid[-1] - grid[-2]]
     saver = _Saver(p)
     state = tuple(solver.init(terms, grid[0], y0))
     ns = len(state)

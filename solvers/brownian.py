@@ -35,6 +35,12 @@ def _hash32(x: torch.Tensor) -> torch.Tensor:
     return x ^ (x >> 16)
 
 
+def safe_sqrt(a: torch.Tensor) -> torch.Tensor:
+    """sqrt of a non-negative tensor via rsqrt (exact 0 at 0). Elementwise ``sqrt`` is dispatched to the
+    thread pool even for tiny tensors in recent CPU builds of torch, which is slow on busy machines."""
+    return a * torch.rsqrt(a + torch.finfo(a.dtype).tiny)
+
+
 def _bview(v: torch.Tensor, ndim: int) -> torch.Tensor:
     return v.view(v.shape[0], *([1] * (ndim - 1)))
 
@@ -47,9 +53,13 @@ class BrownianIncrements:
         self.generator = generator
         self.dtype = dtype or torch.get_default_dtype()
         self.device = device if device is not None else generator.device
+        self._key = None  # the last dt tensor seen, and its broadcastable sqrt(|dt|)
+        self._sq = None
 
     def increment(self, t, dt, levy: bool = False):
-        sq = _bview(dt.abs().sqrt(), len(self.shape))
+        if dt is not self._key:  # fixed-step loops pass the same dt object for equal steps
+            self._key, self._sq = dt, _bview(safe_sqrt(dt.abs()), len(self.shape))
+        sq = self._sq
         dw = torch.randn(self.shape, generator=self.generator, dtype=self.dtype, device=self.device) * sq
         if not levy:
             return dw
