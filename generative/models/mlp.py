@@ -19,7 +19,8 @@ class MLPScoreNet(nn.Module):
 
     The label embedding (``"fourier"`` or ``"positional"``, ``embed_dim`` features, then a linear layer)
     is added to every hidden layer's pre-activation, so time conditioning reaches every depth.
-    The last layer is zero-initialised (the untrained network predicts ε = 0).
+    The last layer is zero-initialised (the untrained network predicts ε = 0). Inputs of shape (B, ...)
+    with ``dim`` elements per sample (e.g. small images) are flattened and the output is reshaped back.
     """
 
     def __init__(
@@ -43,8 +44,10 @@ class MLPScoreNet(nn.Module):
         nn.init.zeros_(self.out.bias)
 
     def forward(self, x: torch.Tensor, label: torch.Tensor) -> torch.Tensor:
+        shape = x.shape  # images (B, C, H, W) are flattened and the output reshaped back
+        x = x.reshape(shape[0], -1)
         temb = self.temb(self.embed(label.reshape(-1).expand(x.shape[0])))
         h = torch.nn.functional.silu(self.inp(x) + self.temb_proj[0](temb))
         for layer, proj in zip(self.hidden, self.temb_proj[1:]):
             h = torch.nn.functional.silu(layer(h) + proj(temb))
-        return self.out(h)
+        return self.out(h).reshape(shape)
