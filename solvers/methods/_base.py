@@ -50,6 +50,7 @@ class AbstractSolver:
     fevals_per_step: int = 1
     init_fevals: int = 0
     noise_types: tuple[str, ...] = ("diagonal", "additive", "general")
+    accepts_ode: bool = True  # SDE-only methods set False (their ``order`` is for vanishing noise)
 
     def check_terms(self, terms) -> None:
         name = type(self).__name__
@@ -60,7 +61,7 @@ class AbstractSolver:
                 raise TermSolverMismatchError(
                     f"{name} supports noise in {self.noise_types}, the term has noise={terms.noise!r}"
                 )
-        elif self.order is None:
+        elif self.order is None or not self.accepts_ode:
             raise TermSolverMismatchError(f"{name} is an SDE solver; it needs an SDETerm")
 
     def init(self, terms, t0, y0):

@@ -11,6 +11,7 @@ from ._base import AbstractSolver, bview
 class EulerHeun(AbstractSolver):
     order = 1
     strong_order = 0.5
+    accepts_ode = False
     sde_type = "stratonovich"
 
     def step(self, terms, t, y, dt, state):

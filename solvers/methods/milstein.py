@@ -15,6 +15,7 @@ from ._base import AbstractSolver, bview
 class Milstein(AbstractSolver):
     order = 1
     strong_order = 1.0
+    accepts_ode = False
     sde_type = "ito"
     noise_types = ("diagonal", "additive")
 

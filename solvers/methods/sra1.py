@@ -11,6 +11,7 @@ from ._base import AbstractSolver, bview
 class SRA1(AbstractSolver):
     order = 2
     strong_order = 1.5
+    accepts_ode = False
     sde_type = "ito"  # Ito and Stratonovich coincide for additive noise
     noise_types = ("additive",)
     fevals_per_step = 2
