@@ -21,12 +21,10 @@ import argparse
 import copy
 import hashlib
 import json
-import math
 import os
 import shutil
 import sys
 import time
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -153,12 +151,23 @@ class ReplayBuffer:
         return {k: torch.from_numpy(v[idx]) for k, v in self.arrays.items()}
 
     def state_dict(self) -> dict[str, Any]:
-        return {"size": self.size, "ptr": self.ptr, **{k: v[: self.size].copy() for k, v in self.arrays.items()}}
+        return {"size": self.size, "ptr": self.ptr, "capacity": self.capacity,
+                **{k: v[: self.size].copy() for k, v in self.arrays.items()}}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.size, self.ptr = state["size"], state["ptr"]
+        size, ptr = state["size"], state["ptr"]
+        if state.get("capacity", self.capacity) == self.capacity:  # same layout: sampling stays exact
+            self.size, self.ptr = size, ptr
+            for k in self.KEYS:
+                self.arrays[k][:size] = state[k]
+            return
+        # another capacity (a run extended to a longer budget): oldest-first order, keep the newest
+        order = np.arange(size) if size < state["capacity"] else (np.arange(size) + ptr) % size
+        order = order[-self.capacity :]
+        self.size = len(order)
+        self.ptr = self.size % self.capacity
         for k in self.KEYS:
-            self.arrays[k][: self.size] = state[k]
+            self.arrays[k][: self.size] = state[k][order]
 
 
 # ---------------------------------------------------------------- evaluation

@@ -1,0 +1,118 @@
+"""Behaviour-policy training: checkpoint + resume reproduces an uninterrupted run exactly; evaluation is
+reproducible; level selection ships policies with honest manifests."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+import suite.behaviour as behaviour
+from agents.sac import SACConfig, load_behaviour_policy
+
+ENV = "Hopper-v5"  # MuJoCo with contacts and terminations: the hard case for an exact resume
+SMALL = SACConfig(hidden=(32, 32), batch_size=32)
+KW = dict(config=SMALL, start_steps=60, eval_every=100, eval_episodes=2, snapshot_every=50,
+          checkpoint_every=70, log_every=50, progress=False)
+
+
+class _Interrupt(Exception):
+    pass
+
+
+def _weights(agent) -> dict[str, torch.Tensor]:
+    sd = agent.state_dict()
+    out = {f"{k}.{n}": t for k in ("actor", "critic", "critic_target") for n, t in sd[k].items()}
+    out["log_alpha"] = sd["log_alpha"]
+    return out
+
+
+def _assert_same(a, b):
+    wa, wb = _weights(a), _weights(b)
+    assert wa.keys() == wb.keys()
+    for k in wa:
+        assert torch.equal(wa[k], wb[k]), k
+
+
+def test_resume_after_interruption_is_exact(tmp_path, monkeypatch):
+    full = behaviour.train_sac(ENV, 200, 0, tmp_path / "full", **KW)
+
+    calls = {"n": 0}
+    original = behaviour._save_checkpoint
+
+    def save_then_die(path, state):  # the process is killed right after its second checkpoint (step 140)
+        original(path, state)
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise _Interrupt
+
+    monkeypatch.setattr(behaviour, "_save_checkpoint", save_then_die)
+    with pytest.raises(_Interrupt):
+        behaviour.train_sac(ENV, 200, 0, tmp_path / "cut", **KW)
+    monkeypatch.setattr(behaviour, "_save_checkpoint", original)
+    assert torch.load(tmp_path / "cut" / "checkpoint.pt", weights_only=False)["step"] == 140
+    with pytest.raises(FileExistsError):
+        behaviour.train_sac(ENV, 200, 0, tmp_path / "cut", **KW)
+    resumed = behaviour.train_sac(ENV, 200, 0, tmp_path / "cut", resume=True, **KW)
+    _assert_same(full, resumed)
+
+    # the snapshots of both runs hold identical weights (the header's key order may differ)
+    for name in ("step_0000050.safetensors", "step_0000150.safetensors", "step_0000200.safetensors"):
+        a = load_file(tmp_path / "full" / "snapshots" / name)
+        b = load_file(tmp_path / "cut" / "snapshots" / name)
+        assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a), name
+    info = json.loads((tmp_path / "cut" / "run.json").read_text())
+    assert info["resumes"][0]["from_step"] == 140 and info["seed"] == 0
+
+
+def test_finished_run_can_be_extended(tmp_path):
+    straight = behaviour.train_sac(ENV, 160, 1, tmp_path / "a", **KW)
+    behaviour.train_sac(ENV, 90, 1, tmp_path / "b", **KW)  # final checkpoint at step 90, mid-episode
+    extended = behaviour.train_sac(ENV, 160, 1, tmp_path / "b", resume=True, **KW)
+    _assert_same(straight, extended)
+
+
+def test_evaluate_policy_is_reproducible():
+    torch.manual_seed(0)
+    policy = behaviour.TanhGaussianPolicy(11, 3, (16, 16))
+    a = behaviour.evaluate_policy(policy, ENV, episodes=4, seed=5, deterministic=False)
+    state = torch.get_rng_state()
+    b = behaviour.evaluate_policy(policy, ENV, episodes=4, seed=5, deterministic=False)
+    assert torch.equal(state, torch.get_rng_state())  # the caller's random stream is untouched
+    assert a["returns"] == b["returns"] and len(a["returns"]) == 4
+    c = behaviour.evaluate_policy(policy, ENV, episodes=4, seed=5, deterministic=True, num_envs=3)
+    d = behaviour.evaluate_policy(policy, ENV, episodes=4, seed=5, deterministic=True)
+    # episode i depends on seed + i only, not on the batching (up to matmul rounding, which varies with batch size)
+    assert c["returns"] == pytest.approx(d["returns"], rel=1e-6)
+
+
+def test_select_levels_writes_policies_and_manifests(tmp_path):
+    run = tmp_path / "run"
+    behaviour.train_sac(ENV, 300, 0, run, **{**KW, "snapshot_every": 30})
+    dest = tmp_path / "policies"
+    out = behaviour.select_levels(run, ENV, dest_root=dest, screen_episodes=2, final_episodes=3,
+                                  replay_episodes=2, n_candidates=2, max_replay=3, progress=False)
+    root = dest / ENV
+    for level in ("expert", "medium"):
+        manifest = json.loads((root / f"{level}.json").read_text())
+        blob = (root / f"{level}.safetensors").read_bytes()
+        assert manifest["sha256"] == hashlib.sha256(blob).hexdigest()
+        assert manifest["env_id"] == ENV and manifest["training"]["seed"] == 0
+        assert manifest["training"]["steps_reached"] == 300
+        assert manifest["evaluation"]["episodes"] == 3 and manifest["evaluation"]["actions"] == "stochastic"
+        assert manifest["evaluation"]["d4rl_normalized_score"] is not None
+        assert load_behaviour_policy(root / f"{level}.safetensors").action_dim == 3
+    expert = json.loads((root / "expert.json").read_text())
+    medium = json.loads((root / "medium.json").read_text())
+    assert "not D4RL's expert" in expert["note"]
+    assert medium["env_steps"] <= expert["env_steps"]
+    index = json.loads((root / "replay" / "index.json").read_text())
+    assert 1 <= len(index["files"]) <= 3 and index["env_steps"][-1] == medium["env_steps"]
+    for name in index["files"]:
+        assert (root / "replay" / name).exists() and (root / "replay" / name).with_suffix(".json").exists()
+    ref = json.loads((root / "reference.json").read_text())
+    assert ref["expert_return"] == pytest.approx(out["expert"]["evaluation"]["return_mean"], abs=1e-2)
+    assert ref["episodes"] == 3 and ref["random_return"] < 100
