@@ -1,0 +1,222 @@
+"""Implicit Q-learning (IQL) for offline RL: expectile regression of V towards the twin target Q, a TD
+regression of Q towards r + γV(s'), and advantage-weighted regression of a Gaussian policy.
+
+Paper: Kostrikov, Nair, Levine, "Offline Reinforcement Learning with Implicit Q-Learning", ICLR 2022,
+https://arxiv.org/abs/2110.06169 (official JAX code: https://github.com/ikostrikov/implicit_q_learning).
+Reference implementation we match: CORL `algorithms/offline/iql.py`, https://github.com/corl-team/CORL.
+
+Defaults are the paper's / CORL's MuJoCo settings: expectile 0.7, temperature β = 3, advantage weights
+exp(β·A) clipped at 100, 256-256 MLPs, Adam 3e-4 for Q, V and π, cosine decay of the policy's learning rate
+over the whole run, target-Q EMA 0.005, γ = 0.99, batch 256, rewards scaled by 1000 / (max − min episode
+return), observations standardised with the dataset's statistics (CORL). AntMaze uses expectile 0.9,
+β = 10 and rewards r − 1 (`agents/configs/iql/antmaze-*.json`).
+
+Deviations
+- From CORL: the three losses are summed and take ONE backward pass and one optimizer step per optimizer.
+  This gives exactly CORL's update: in CORL the V step, the Q step and the policy step each use quantities
+  computed before any of the three steps (V(s') and the advantage come from the V network before its step,
+  the policy weights from the target Q), and no loss depends on parameters another loss updates.
+- From CORL: the twin critics are one batched `EnsembleCritic`, Adam is the fused implementation, metrics are
+  returned as detached tensors instead of `.item()` per loss, and the Gaussian log-density is written out
+  instead of building a `torch.distributions.Normal` each step. None of these changes the mathematics.
+- From CORL: the policy's log-std is clamped to [−5, 2] as in the official IQL code (CORL clamps to [−20, 2]);
+  `log_std_min` sets it.
+- From the paper: none beyond the official code's choices above (which are what the paper's numbers used).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+
+from agents.base import BATCH_KEYS, REWARD_TRANSFORMS
+from agents.nets import EnsembleCritic, GaussianPolicy, ObsNormalizer, frozen_copy, mlp, soft_update
+
+TASK_KINDS = ("offline-rl",)
+
+_HALF_LOG_2PI = 0.5 * math.log(2 * math.pi)
+
+
+@dataclass(frozen=True)
+class IQLConfig:
+    batch_size: int = 256  # transitions per update
+    discount: float = 0.99  # γ
+    tau: float = 0.005  # EMA rate of the target twin Q
+    expectile: float = 0.7  # expectile τ of the V regression (0.9 on AntMaze)
+    temperature: float = 3.0  # inverse temperature β of the advantage weights (10 on AntMaze)
+    exp_adv_max: float = 100.0  # advantage weights exp(β·A) are clipped at this value
+    actor_lr: float = 3e-4  # Adam learning rate of the policy (initial value of the cosine schedule)
+    critic_lr: float = 3e-4  # Adam learning rate of the twin Q
+    value_lr: float = 3e-4  # Adam learning rate of V
+    cosine_actor_lr: bool = True  # cosine decay of the policy's learning rate over max_steps (paper, CORL)
+    hidden: tuple[int, ...] = (256, 256)  # hidden sizes of the policy, of each Q and of V
+    actor_dropout: float | None = None  # dropout in the policy MLP (0.1 on Kitchen/Adroit in the paper)
+    log_std_min: float = -5.0  # lower clamp of the policy's state-independent log-std (official code; CORL −20)
+    log_std_max: float = 2.0  # upper clamp of the log-std
+    normalize_observations: bool = True  # standardise observations with dataset mean/std (CORL)
+    reward_transform: str = "return_range"  # see agents.base.REWARD_TRANSFORMS ("antmaze" on AntMaze)
+    max_steps: int = 1_000_000  # gradient updates in a run (also the length of the cosine schedule)
+    eval_every: int = 5000  # updates between evaluations
+    eval_episodes: int = 10  # episodes per evaluation
+
+    def __post_init__(self):
+        object.__setattr__(self, "hidden", tuple(int(h) for h in self.hidden))
+        if self.reward_transform not in REWARD_TRANSFORMS:
+            raise ValueError(f"reward_transform must be one of {REWARD_TRANSFORMS}, got {self.reward_transform!r}")
+        if not 0.0 < self.expectile < 1.0:
+            raise ValueError(f"expectile must be in (0, 1), got {self.expectile}")
+
+
+# ---- losses (pure functions) ----
+
+
+def expectile_loss(diff: torch.Tensor, expectile: float) -> torch.Tensor:
+    """mean |τ − 1(u < 0)| · u² with u = Q − V: the asymmetric L2 loss whose minimiser is the τ-expectile."""
+    weight = torch.where(diff < 0, 1.0 - expectile, expectile)
+    return (weight * diff.square()).mean()
+
+
+def advantage_weights(adv: torch.Tensor, temperature: float, max_weight: float) -> torch.Tensor:
+    """exp(β·A) clipped from above at `max_weight`, with no gradient (A is detached)."""
+    return torch.exp(temperature * adv.detach()).clamp(max=max_weight)
+
+
+def gaussian_log_prob(mean: torch.Tensor, log_std: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+    """log N(actions; mean, exp(log_std)²), summed over action dimensions -> (B,)."""
+    z = (actions - mean) * torch.exp(-log_std)
+    return (-0.5 * z.square() - log_std).sum(-1) - mean.shape[-1] * _HALF_LOG_2PI
+
+
+def awr_actor_loss(log_prob: torch.Tensor, adv: torch.Tensor, temperature: float, max_weight: float) -> torch.Tensor:
+    """Advantage-weighted regression: −mean(min(exp(β·A), max) · log π(a|s))."""
+    return -(advantage_weights(adv, temperature, max_weight) * log_prob).mean()
+
+
+def q_regression_loss(q: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Mean over the n heads of each head's MSE to the (detached) target; q is (n, B), target (B,)."""
+    return (q - target).square().mean()
+
+
+# ---- agent ----
+
+
+class IQL:
+    """IQL agent (see module docstring). `update` takes one batch of already-prepared transitions."""
+
+    def __init__(
+        self,
+        config: IQLConfig,
+        obs_dim: int,
+        action_dim: int,
+        *,
+        obs_mean=None,
+        obs_std=None,
+        device: str | torch.device = "cpu",
+    ):
+        self.config = config
+        self.obs_dim, self.action_dim = obs_dim, action_dim
+        self.device = torch.device(device)
+        c = config
+        self.obs_norm = ObsNormalizer(obs_dim, obs_mean, obs_std).to(self.device)
+        self.critic = EnsembleCritic(obs_dim, action_dim, 2, c.hidden).to(self.device)
+        self.critic_target = frozen_copy(self.critic)
+        self.value = mlp(obs_dim, 1, c.hidden).to(self.device)
+        self.actor = GaussianPolicy(
+            obs_dim, action_dim, c.hidden, tanh_mean=True, dropout=c.actor_dropout,
+            log_std_min=c.log_std_min, log_std_max=c.log_std_max,
+        ).to(self.device)
+        self.critic_optim = _adam(
+            [{"params": list(self.critic.parameters()), "lr": c.critic_lr},
+             {"params": list(self.value.parameters()), "lr": c.value_lr}]
+        )
+        self.actor_optim = _adam([{"params": list(self.actor.parameters()), "lr": c.actor_lr}])
+        self.actor_sched = (
+            torch.optim.lr_scheduler.CosineAnnealingLR(self.actor_optim, c.max_steps) if c.cosine_actor_lr else None
+        )
+        self.step = 0  # updates done (Python int: no host sync)
+
+    # ---- one training step ----
+
+    def update(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        c = self.config
+        obs, actions, rewards, next_obs, terminals = (batch[k] for k in BATCH_KEYS)
+        with torch.no_grad():
+            target_q = self.critic_target(obs, actions).min(0).values
+            next_v = self.value(next_obs).squeeze(-1)
+            q_target = rewards + c.discount * (1.0 - terminals) * next_v
+        v = self.value(obs).squeeze(-1)
+        adv = target_q - v
+        value_loss = expectile_loss(adv, c.expectile)
+        q = self.critic(obs, actions)
+        critic_loss = q_regression_loss(q, q_target)
+        mean = self.actor.net(obs)
+        log_std = self.actor.log_std.clamp(c.log_std_min, c.log_std_max)
+        actor_loss = awr_actor_loss(gaussian_log_prob(mean, log_std, actions), adv, c.temperature, c.exp_adv_max)
+
+        # the three losses share no parameters: one backward gives each network exactly its own gradient
+        self.critic_optim.zero_grad(set_to_none=True)
+        self.actor_optim.zero_grad(set_to_none=True)
+        (value_loss + critic_loss + actor_loss).backward()
+        self.critic_optim.step()
+        self.actor_optim.step()
+        if self.actor_sched is not None:
+            self.actor_sched.step()
+        soft_update(self.critic_target, self.critic, c.tau)
+        self.step += 1
+        return {
+            "value_loss": value_loss.detach(),
+            "critic_loss": critic_loss.detach(),
+            "actor_loss": actor_loss.detach(),
+            "v_mean": v.detach().mean(),
+            "adv_mean": adv.detach().mean(),
+        }
+
+    # ---- acting ----
+
+    @torch.no_grad()
+    def act(self, obs: torch.Tensor) -> torch.Tensor:
+        obs = torch.as_tensor(obs, dtype=torch.float32, device=self.device)
+        if self.config.normalize_observations:
+            obs = self.obs_norm(obs)
+        training = self.actor.training
+        self.actor.eval()  # dropout off when acting
+        try:
+            return self.actor.act(obs)
+        finally:
+            self.actor.train(training)
+
+    # ---- checkpoints ----
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "critic": self.critic.state_dict(),
+            "critic_target": self.critic_target.state_dict(),
+            "value": self.value.state_dict(),
+            "actor": self.actor.state_dict(),
+            "critic_optim": self.critic_optim.state_dict(),
+            "actor_optim": self.actor_optim.state_dict(),
+            "actor_sched": self.actor_sched.state_dict() if self.actor_sched is not None else None,
+            "obs_norm": self.obs_norm.state_dict(),
+            "step": self.step,
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.critic.load_state_dict(state["critic"])
+        self.critic_target.load_state_dict(state["critic_target"])
+        self.value.load_state_dict(state["value"])
+        self.actor.load_state_dict(state["actor"])
+        self.critic_optim.load_state_dict(state["critic_optim"])
+        self.actor_optim.load_state_dict(state["actor_optim"])
+        if self.actor_sched is not None:
+            self.actor_sched.load_state_dict(state["actor_sched"])
+        self.obs_norm.load_state_dict(state["obs_norm"])
+        self.step = int(state["step"])
+
+
+def _adam(groups: list[dict[str, Any]]) -> torch.optim.Adam:
+    """Adam with the fused kernel (one call per parameter group, CPU and CUDA)."""
+    return torch.optim.Adam(groups, fused=True)
