@@ -132,7 +132,7 @@ class _BacksolveFn(torch.autograd.Function):
             gs = torch.autograd.grad(outs, params, cots, allow_unused=True)
             for acc_g, g in zip(pgrads, gs):
                 if g is not None:
-                    acc_g.sub_(g)
+                    acc_g.add_(g)
 
         t0v = p.time_tensor(p.t0)
         cols = ts.shape[1]
@@ -144,10 +144,7 @@ class _BacksolveFn(torch.autograd.Function):
             start = ts[:, j]
             end = ts[:, j - 1] if j > 0 else t0v
             z = torch.cat([y.reshape(b, n), a.reshape(b, n)], 1)
-            if p.controller.adaptive:
-                ctrl = p.controller
-            else:
-                ctrl = p.controller
+            ctrl = p.controller
             bp = Problem(term, solver, start, end, z, None if ctrl.adaptive else p.dt0, ctrl,
                          _T1, p.max_steps)
             if not ctrl.adaptive and not isinstance(p.dt0, (int, float)):
@@ -157,7 +154,7 @@ class _BacksolveFn(torch.autograd.Function):
             z1 = out.ys[:, -1]
             y = z1[:, :n].reshape(b, *shape)
             a = z1[:, n:].reshape(b, *shape)
-        # pgrads hold ∫_{t0}^{t1} a ∂f/∂θ: hook subtracted the backward-in-time (dt < 0) increments
+        # pgrads hold ∫_{t0}^{t1} a ∂f/∂θ dt: each backward step (dt of the opposite sign) adds -dt Σ b_s a_s f_θ
         return (None, a, *pgrads)
 
 
