@@ -173,6 +173,36 @@ class ReplayBuffer:
 # ---------------------------------------------------------------- evaluation
 
 
+def _rollouts(env_id: str, episodes: int, seed: int, num_envs: int, act) -> tuple[list[float], list[int]]:
+    """Run `episodes` episodes (episode i from reset(seed=seed + i)), `num_envs` at a time, calling
+    `act(obs_batch) -> action_batch` on the still-running ones only (finished episodes cost nothing)."""
+    returns: list[float] = []
+    lengths: list[int] = []
+    for start in range(0, episodes, num_envs):
+        n = min(num_envs, episodes - start)
+        envs = [make_env(env_id) for _ in range(n)]
+        obs = np.stack([e.reset(seed=seed + start + i)[0] for i, e in enumerate(envs)]).astype(np.float32)
+        ret, length = np.zeros(n), np.zeros(n, dtype=np.int64)
+        active = np.arange(n)
+        while active.size:
+            actions = act(obs[active])
+            finished = []
+            for j, i in enumerate(active):
+                o, r, term, trunc, _ = envs[i].step(actions[j])
+                obs[i] = o
+                ret[i] += float(r)
+                length[i] += 1
+                if term or trunc:
+                    finished.append(i)
+            if finished:
+                active = np.setdiff1d(active, finished)
+        for e in envs:
+            e.close()
+        returns += ret.tolist()
+        lengths += length.tolist()
+    return returns, lengths
+
+
 @torch.no_grad()
 def evaluate_policy(
     policy: TanhGaussianPolicy,
@@ -186,32 +216,17 @@ def evaluate_policy(
 
     Stochastic actions are drawn under a forked torch RNG seeded with `seed`, so the result is reproducible
     and the caller's random stream is left untouched. Returns mean, std, and the per-episode returns/lengths."""
-    num_envs = min(episodes, num_envs or episodes)
-    returns: list[float] = []
-    lengths: list[int] = []
     was_training = policy.training
     policy.eval()
+
+    def act(obs: np.ndarray) -> np.ndarray:
+        x = torch.as_tensor(obs)
+        action = policy.act(x) if deterministic else policy.sample(x)[0]
+        return action.numpy().astype(np.float64)
+
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        start = 0
-        while start < episodes:
-            n = min(num_envs, episodes - start)
-            envs = gym.vector.SyncVectorEnv([lambda: make_env(env_id) for _ in range(n)])
-            obs, _ = envs.reset(seed=[seed + start + i for i in range(n)])
-            ret = np.zeros(n)
-            length = np.zeros(n, dtype=np.int64)
-            done = np.zeros(n, dtype=bool)
-            while not done.all():
-                x = torch.as_tensor(obs, dtype=torch.float32)
-                action = policy.act(x) if deterministic else policy.sample(x)[0]
-                obs, reward, term, trunc, _ = envs.step(action.numpy().astype(np.float64))
-                ret += np.where(done, 0.0, reward)
-                length += ~done
-                done |= term | trunc  # later episodes of an auto-reset env are ignored
-            envs.close()
-            returns += ret.tolist()
-            lengths += length.tolist()
-            start += n
+        returns, lengths = _rollouts(env_id, episodes, seed, min(episodes, num_envs or episodes), act)
     policy.train(was_training)
     arr = np.array(returns)
     return {
@@ -228,17 +243,10 @@ def evaluate_policy(
 def random_policy_return(env_id: str, episodes: int = 100, seed: int = 0) -> dict[str, Any]:
     """Return of the uniform-random policy (actions uniform in [-1, 1]^d), episode i from reset(seed=seed+i)."""
     rng = np.random.default_rng(seed)
-    envs = gym.vector.SyncVectorEnv([lambda: make_env(env_id) for _ in range(episodes)])
-    envs.reset(seed=[seed + i for i in range(episodes)])
-    act_dim = envs.single_action_space.shape[0]
-    ret = np.zeros(episodes)
-    done = np.zeros(episodes, dtype=bool)
-    while not done.all():
-        _, reward, term, trunc, _ = envs.step(rng.uniform(-1, 1, (episodes, act_dim)))
-        ret += np.where(done, 0.0, reward)
-        done |= term | trunc
-    envs.close()
-    return {"mean": float(ret.mean()), "std": float(ret.std()), "episodes": episodes, "seed": seed}
+    act_dim = int(np.prod(make_env(env_id).action_space.shape))
+    returns, _ = _rollouts(env_id, episodes, seed, episodes, lambda obs: rng.uniform(-1, 1, (len(obs), act_dim)))
+    arr = np.array(returns)
+    return {"mean": float(arr.mean()), "std": float(arr.std()), "episodes": episodes, "seed": seed}
 
 
 # ---------------------------------------------------------------- training
@@ -491,11 +499,12 @@ def select_levels(
     env_id: str | None = None,
     *,
     dest_root: str | Path = POLICY_ROOT,
-    screen_episodes: int = 10,
+    screen_episodes: int = 5,
     final_episodes: int = 100,
-    replay_episodes: int = 100,
-    n_candidates: int = 3,
-    max_replay: int = 10,
+    replay_episodes: int = 20,
+    deterministic_episodes: int = 20,
+    n_candidates: int = 2,
+    max_replay: int = 5,
     eval_seed: int = 100_000,
     progress: bool = True,
 ) -> dict[str, Any]:
@@ -507,6 +516,9 @@ def select_levels(
        the expert's return, the closest over `final_episodes` episodes (D4RL: "trained to about 1/3 of expert");
     4. `medium-replay`: at most `max_replay` snapshots evenly spread from the first up to `medium` (inclusive),
        each evaluated over `replay_episodes` episodes.
+    Expert and medium also get a deterministic (tanh-mean) evaluation over `deterministic_episodes` episodes,
+    recorded in their manifests as `evaluation_deterministic`. Episode counts are small by default where the
+    numbers are informational only, because a CPU evaluation of 100 1000-step episodes takes minutes.
     Writes `<dest_root>/<env_id>/{expert,medium}.{safetensors,json}`, `replay/step_XXXXXXX.{safetensors,json}`,
     `replay/index.json` and `reference.json` (uniform-random and expert returns over `final_episodes`)."""
     run = Path(run_dir)
@@ -590,7 +602,7 @@ def select_levels(
         dst.with_suffix(".json").write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
         return manifest
 
-    det = {p: evaluate(p, final_episodes, deterministic=True) for p in (expert, medium)}
+    det = {p: evaluate(p, deterministic_episodes, deterministic=True) for p in (expert, medium)}
     out: dict[str, Any] = {}
     out["expert"] = ship(
         expert, dest / "expert.safetensors", "expert", final[expert],
@@ -667,10 +679,12 @@ def main(argv: list[str] | None = None) -> None:
     s.add_argument("env")
     s.add_argument("--run", required=True)
     s.add_argument("--dest", default=str(POLICY_ROOT))
-    s.add_argument("--screen-episodes", type=int, default=10)
+    s.add_argument("--screen-episodes", type=int, default=5)
     s.add_argument("--final-episodes", type=int, default=100)
-    s.add_argument("--replay-episodes", type=int, default=100)
-    s.add_argument("--max-replay", type=int, default=10)
+    s.add_argument("--replay-episodes", type=int, default=20)
+    s.add_argument("--deterministic-episodes", type=int, default=20)
+    s.add_argument("--candidates", type=int, default=2)
+    s.add_argument("--max-replay", type=int, default=5)
     s.add_argument("--threads", type=int, default=1)
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
@@ -686,7 +700,9 @@ def main(argv: list[str] | None = None) -> None:
     else:
         result = select_levels(
             args.run, args.env, dest_root=args.dest, screen_episodes=args.screen_episodes,
-            final_episodes=args.final_episodes, replay_episodes=args.replay_episodes, max_replay=args.max_replay,
+            final_episodes=args.final_episodes, replay_episodes=args.replay_episodes,
+            deterministic_episodes=args.deterministic_episodes, n_candidates=args.candidates,
+            max_replay=args.max_replay,
         )
         summary = {k: v["evaluation"] for k, v in result.items() if k in ("expert", "medium")}
         print(json.dumps(summary, indent=2))

@@ -94,7 +94,7 @@ def test_select_levels_writes_policies_and_manifests(tmp_path):
     behaviour.train_sac(ENV, 300, 0, run, **{**KW, "snapshot_every": 30})
     dest = tmp_path / "policies"
     out = behaviour.select_levels(run, ENV, dest_root=dest, screen_episodes=2, final_episodes=3,
-                                  replay_episodes=2, n_candidates=2, max_replay=3, progress=False)
+                                  replay_episodes=2, deterministic_episodes=2, n_candidates=2, max_replay=3, progress=False)
     root = dest / ENV
     for level in ("expert", "medium"):
         manifest = json.loads((root / f"{level}.json").read_text())
