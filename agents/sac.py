@@ -64,7 +64,9 @@ class SAC:
 
     # ---- losses (pure functions of the batch and the current networks) ----
 
-    def critic_loss(self, batch: dict[str, torch.Tensor], alpha: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def critic_loss(
+        self, batch: dict[str, torch.Tensor], alpha: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         with torch.no_grad():
             next_action, next_log_prob = self.actor.sample(batch["next_observations"])
             next_q = self.critic_target(batch["next_observations"], next_action).min(0).values
@@ -75,9 +77,7 @@ class SAC:
         loss = (q - target.unsqueeze(0)).pow(2).mean(1).sum()
         return loss, q.detach()
 
-    def actor_loss(
-        self, obs: torch.Tensor, alpha: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor]:
+    def actor_loss(self, obs: torch.Tensor, alpha: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         action, log_prob = self.actor.sample(obs)
         q = self.critic(obs, action).min(0).values
         return (alpha * log_prob - q).mean(), log_prob.detach()
@@ -125,7 +125,7 @@ class SAC:
 
     @torch.no_grad()
     def act(self, obs: torch.Tensor, deterministic: bool = True) -> torch.Tensor:
-        """Actions in [-1, 1] for a batch of observations: tanh(mean) if deterministic, else a policy sample."""
+        """Actions in [-1, 1] for a batch of observations: tanh(mean) if deterministic, else a sample."""
         if deterministic:
             return self.actor.act(obs)
         return self.actor.sample(obs)[0]
@@ -165,8 +165,10 @@ class SAC:
 BEHAVIOUR_FORMAT = "tanh_gaussian_policy/v1"
 
 
-def save_behaviour_policy(policy: TanhGaussianPolicy, path: str | Path, metadata: dict[str, Any] | None = None) -> None:
-    """Write a policy's weights as safetensors (written atomically). The header metadata (strings only) records
+def save_behaviour_policy(
+    policy: TanhGaussianPolicy, path: str | Path, metadata: dict[str, Any] | None = None
+) -> None:
+    """Write a policy's weights as safetensors (atomically). The header metadata (strings only) records
     what `load_behaviour_policy` needs to rebuild it: obs_dim, action_dim, hidden sizes, log-std bounds; the
     caller's `metadata` is added, JSON-encoding any value that is not a string."""
     from safetensors.torch import save_file
@@ -204,7 +206,9 @@ def load_behaviour_policy(path: str | Path, device: str | torch.device = "cpu") 
 
     meta = read_behaviour_metadata(path)
     if meta.get("format") != BEHAVIOUR_FORMAT:
-        raise ValueError(f"{path}: not a behaviour-policy file (format {meta.get('format')!r}, want {BEHAVIOUR_FORMAT!r})")
+        raise ValueError(
+            f"{path}: not a behaviour-policy file (format {meta.get('format')!r}, want {BEHAVIOUR_FORMAT!r})"
+        )
     hidden = tuple(int(h) for h in meta["hidden"].split(",") if h)
     policy = TanhGaussianPolicy(
         int(meta["obs_dim"]),

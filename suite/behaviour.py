@@ -2,7 +2,7 @@
 sequence of policy snapshots, then pick the `expert`, `medium` and `medium-replay` policies from them the
 way D4RL did, and ship them under `suite/data/policies/<env_id>/` with a manifest each.
 
-    python -m suite.behaviour train Hopper-v5 --steps 300000 --seed 0 --out runs/behaviour/Hopper-v5 [--resume]
+    python -m suite.behaviour train Hopper-v5 --steps 100000 --seed 0 --out DIR [--resume]
     python -m suite.behaviour select Hopper-v5 --run runs/behaviour/Hopper-v5
 
 `train_sac` owns seeding, the replay buffer, logging (tensorboard + progress bar), periodic evaluation,
@@ -33,7 +33,14 @@ import numpy as np
 import torch
 
 from agents.nets import TanhGaussianPolicy
-from agents.sac import SAC, SACConfig, config_dict, load_behaviour_policy, read_behaviour_metadata, save_behaviour_policy
+from agents.sac import (
+    SAC,
+    SACConfig,
+    config_dict,
+    load_behaviour_policy,
+    read_behaviour_metadata,
+    save_behaviour_policy,
+)
 
 POLICY_ROOT = Path(__file__).resolve().parent / "data" / "policies"
 """Where shipped behaviour policies live: `<POLICY_ROOT>/<env_id>/{expert,medium}.safetensors`, `replay/`."""
@@ -82,7 +89,8 @@ def _wrappers(env: gym.Env):
 
 def _env_state(env: gym.Env) -> dict[str, Any]:
     """Everything needed to continue an episode exactly: the simulator state (MuJoCo's full integration state,
-    including the solver warm start, or a classic-control `state`), the time-limit counter and the env's RNG."""
+    including the solver warm start, or a classic-control `state`), the time-limit counter and the env's
+    RNG."""
     u = env.unwrapped
     state: dict[str, Any] = {"np_random": copy.deepcopy(u.np_random.bit_generator.state)}
     state["elapsed_steps"] = [getattr(w, "_elapsed_steps", None) for w in _wrappers(env)]
@@ -103,7 +111,7 @@ def _env_state(env: gym.Env) -> dict[str, Any]:
 def _set_env_state(env: gym.Env, state: dict[str, Any]) -> None:
     u = env.unwrapped
     u.np_random.bit_generator.state = state["np_random"]
-    for w, elapsed in zip(_wrappers(env), state["elapsed_steps"]):
+    for w, elapsed in zip(_wrappers(env), state["elapsed_steps"], strict=True):
         if elapsed is not None:
             w._elapsed_steps = elapsed
     if "mujoco" in state:
@@ -151,8 +159,12 @@ class ReplayBuffer:
         return {k: torch.from_numpy(v[idx]) for k, v in self.arrays.items()}
 
     def state_dict(self) -> dict[str, Any]:
-        return {"size": self.size, "ptr": self.ptr, "capacity": self.capacity,
-                **{k: v[: self.size].copy() for k, v in self.arrays.items()}}
+        return {
+            "size": self.size,
+            "ptr": self.ptr,
+            "capacity": self.capacity,
+            **{k: v[: self.size].copy() for k, v in self.arrays.items()},
+        }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         size, ptr = state["size"], state["ptr"]
@@ -215,7 +227,8 @@ def evaluate_policy(
     """Undiscounted returns of `episodes` episodes, episode i started from `reset(seed=seed + i)`.
 
     Stochastic actions are drawn under a forked torch RNG seeded with `seed`, so the result is reproducible
-    and the caller's random stream is left untouched. Returns mean, std, and the per-episode returns/lengths."""
+    and the caller's random stream is left untouched. Returns mean, std, and the per-episode returns and
+    lengths."""
     was_training = policy.training
     policy.eval()
 
@@ -241,10 +254,12 @@ def evaluate_policy(
 
 
 def random_policy_return(env_id: str, episodes: int = 100, seed: int = 0) -> dict[str, Any]:
-    """Return of the uniform-random policy (actions uniform in [-1, 1]^d), episode i from reset(seed=seed+i)."""
+    """Return of the uniform-random policy (actions uniform in [-1, 1]^d), episode i from reset(seed+i)."""
     rng = np.random.default_rng(seed)
     act_dim = int(np.prod(make_env(env_id).action_space.shape))
-    returns, _ = _rollouts(env_id, episodes, seed, episodes, lambda obs: rng.uniform(-1, 1, (len(obs), act_dim)))
+    returns, _ = _rollouts(
+        env_id, episodes, seed, episodes, lambda obs: rng.uniform(-1, 1, (len(obs), act_dim))
+    )
     arr = np.array(returns)
     return {"mean": float(arr.mean()), "std": float(arr.std()), "episodes": episodes, "seed": seed}
 
@@ -320,7 +335,8 @@ def train_sac(
     command: str | None = None,
 ) -> SAC:
     """Train SAC on `env_id` for `total_steps` environment steps (one update per step once `start_steps`
-    uniform-random steps have been collected). Writes under `out_dir`: `run.json` (arguments, config, command),
+    uniform-random steps have been collected). Writes under `out_dir`: `run.json` (arguments, config,
+    command),
     `tb/` (tensorboard scalars), `snapshots/step_XXXXXXX.safetensors` (actor only, every `snapshot_every`
     steps), `checkpoint.pt` (every `checkpoint_every` steps and at the end; written atomically). With
     `resume=True` the run continues from `checkpoint.pt` and reproduces the uninterrupted run exactly;
@@ -369,7 +385,9 @@ def train_sac(
     if resume and ckpt_path.exists():
         ck = torch.load(ckpt_path, weights_only=False)
         if ck["env_id"] != env_id or ck["seed"] != seed:
-            raise ValueError(f"checkpoint {ckpt_path} is for {ck['env_id']} seed {ck['seed']}, not {env_id} seed {seed}")
+            raise ValueError(
+                f"checkpoint {ckpt_path} is for {ck['env_id']} seed {ck['seed']}, not {env_id} seed {seed}"
+            )
         if ck["step"] > total_steps:
             raise ValueError(f"checkpoint is at step {ck['step']}, beyond total_steps={total_steps}")
         agent.load_state_dict(ck["agent"])
@@ -385,12 +403,15 @@ def train_sac(
         info_path = out / "run.json"
         if info_path.exists():  # keep the original command; note each resume
             previous = json.loads(info_path.read_text())
-            previous.setdefault("resumes", []).append({"from_step": step, "total_steps": total_steps,
-                                                       "command": run_info["command"]})
+            previous.setdefault("resumes", []).append(
+                {"from_step": step, "total_steps": total_steps, "command": run_info["command"]}
+            )
             previous["total_steps"] = total_steps
             run_info = previous
     elif not resume and ckpt_path.exists():
-        raise FileExistsError(f"{ckpt_path} exists: pass resume=True to continue it or choose another out_dir")
+        raise FileExistsError(
+            f"{ckpt_path} exists: pass resume=True to continue it or choose another out_dir"
+        )
     (out / "run.json").write_text(json.dumps(run_info, indent=2, sort_keys=True))
 
     writer = SummaryWriter(str(out / "tb"), purge_step=step if step > 0 else None)
@@ -422,7 +443,9 @@ def train_sac(
             if step < start_steps:
                 action = env.action_space.sample()
             else:
-                action = agent.sample_action(torch.as_tensor(obs, dtype=torch.float32).unsqueeze(0))[0].numpy()
+                action = agent.sample_action(torch.as_tensor(obs, dtype=torch.float32).unsqueeze(0))[
+                    0
+                ].numpy()
             next_obs, reward, terminated, truncated, _ = env.step(action.astype(np.float64))
             buffer.add(obs, action, reward, next_obs, terminated)  # truncation is not a terminal
             episode["return"] += float(reward)
@@ -448,9 +471,13 @@ def train_sac(
                 writer.add_scalar("time/steps_per_second", sps, step)
                 for k, v in metrics.items():  # the only host synchronisation of the loop
                     writer.add_scalar(f"train/{k}", float(v), step)
-                bar.set_postfix(ret=f"{episode['last_return']:.0f}", eval=f"{last_eval:.0f}", sps=f"{sps:.0f}")
+                bar.set_postfix(
+                    ret=f"{episode['last_return']:.0f}", eval=f"{last_eval:.0f}", sps=f"{sps:.0f}"
+                )
             if eval_every and step % eval_every == 0:
-                result = evaluate_policy(agent.actor, env_id, eval_episodes, seed=10_000 + seed, deterministic=True)
+                result = evaluate_policy(
+                    agent.actor, env_id, eval_episodes, seed=10_000 + seed, deterministic=True
+                )
                 last_eval = result["mean"]
                 writer.add_scalar("eval/return_deterministic", result["mean"], step)
                 score = d4rl_normalized_score(env_id, result["mean"])
@@ -513,13 +540,15 @@ def select_levels(
     1. screen every snapshot with `screen_episodes` stochastic-action episodes;
     2. `expert`: of the `n_candidates` best screened snapshots, the best over `final_episodes` episodes;
     3. `medium`: of the `n_candidates` snapshots (up to the expert's step) screened closest to one third of
-       the expert's return, the closest over `final_episodes` episodes (D4RL: "trained to about 1/3 of expert");
-    4. `medium-replay`: at most `max_replay` snapshots evenly spread from the first up to `medium` (inclusive),
+       the expert's return, the closest over `final_episodes` episodes (D4RL: "about 1/3 of expert");
+    4. `medium-replay`: at most `max_replay` snapshots evenly spread from the first up to `medium`
+       (inclusive),
        each evaluated over `replay_episodes` episodes.
     Expert and medium also get a deterministic (tanh-mean) evaluation over `deterministic_episodes` episodes,
     recorded in their manifests as `evaluation_deterministic`. Episode counts are small by default where the
     numbers are informational only, because a CPU evaluation of 100 1000-step episodes takes minutes.
-    Writes `<dest_root>/<env_id>/{expert,medium}.{safetensors,json}`, `replay/step_XXXXXXX.{safetensors,json}`,
+    Writes `<dest_root>/<env_id>/{expert,medium}.{safetensors,json}`,
+    `replay/step_XXXXXXX.{safetensors,json}`,
     `replay/index.json` and `reference.json` (uniform-random and expert returns over `final_episodes`)."""
     run = Path(run_dir)
     info = json.loads((run / "run.json").read_text())
@@ -532,7 +561,9 @@ def select_levels(
     step_of = {p: int(read_behaviour_metadata(p)["env_steps"]) for p in snaps}
     last_step = max(step_of.values())
     ckpt = run / CHECKPOINT_NAME
-    steps_reached = max(last_step, torch.load(ckpt, weights_only=False)["step"]) if ckpt.exists() else last_step
+    steps_reached = (
+        max(last_step, torch.load(ckpt, weights_only=False)["step"]) if ckpt.exists() else last_step
+    )
 
     def log(msg: str) -> None:
         if progress:
@@ -578,7 +609,9 @@ def select_levels(
     if planned is not None and steps_reached < planned:
         budget_note += f"; training was planned for {planned} steps and stopped at {steps_reached}"
 
-    def ship(src: Path, dst: Path, level: str, stochastic: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
+    def ship(
+        src: Path, dst: Path, level: str, stochastic: dict[str, Any], extra: dict[str, Any]
+    ) -> dict[str, Any]:
         shutil.copyfile(src, dst)
         manifest = {
             "env_id": env_id,
@@ -596,7 +629,7 @@ def select_levels(
                 "resumes": info.get("resumes", []),
             },
             "evaluation": _summary(env_id, stochastic),
-            "ranking": "stochastic-action return (datasets are collected with stochastic actions, as in D4RL)",
+            "ranking": "stochastic-action return (datasets are collected with stochastic actions, like D4RL)",
             **extra,
         }
         dst.with_suffix(".json").write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
@@ -605,11 +638,17 @@ def select_levels(
     det = {p: evaluate(p, deterministic_episodes, deterministic=True) for p in (expert, medium)}
     out: dict[str, Any] = {}
     out["expert"] = ship(
-        expert, dest / "expert.safetensors", "expert", final[expert],
+        expert,
+        dest / "expert.safetensors",
+        "expert",
+        final[expert],
         {"evaluation_deterministic": _summary(env_id, det[expert]), "note": budget_note},
     )
     out["medium"] = ship(
-        medium, dest / "medium.safetensors", "medium", final[medium],
+        medium,
+        dest / "medium.safetensors",
+        "medium",
+        final[medium],
         {
             "evaluation_deterministic": _summary(env_id, det[medium]),
             "target_return": round(target, 3),
@@ -620,20 +659,32 @@ def select_levels(
     for p in upto:
         res = final[p] if p in final and replay_episodes == final_episodes else evaluate(p, replay_episodes)
         replay.append(
-            ship(p, dest / "replay" / p.name, "medium-replay", res,
-                 {"note": "one of the snapshots from the start of training up to `medium` (inclusive)"})
+            ship(
+                p,
+                dest / "replay" / p.name,
+                "medium-replay",
+                res,
+                {"note": "one of the snapshots from the start of training up to `medium` (inclusive)"},
+            )
         )
         log(f"replay {p.name}: {res['mean']:.1f}")
     (dest / "replay" / "index.json").write_text(
         json.dumps(
-            {"env_id": env_id, "files": [m["file"] for m in replay], "env_steps": [m["env_steps"] for m in replay],
-             "medium_env_steps": step_of[medium]},
-            indent=2, sort_keys=True,
-        ) + "\n"
+            {
+                "env_id": env_id,
+                "files": [m["file"] for m in replay],
+                "env_steps": [m["env_steps"] for m in replay],
+                "medium_env_steps": step_of[medium],
+            },
+            indent=2,
+            sort_keys=True,
+        )
+        + "\n"
     )
     out["replay"] = replay
 
     rand = random_policy_return(env_id, final_episodes, eval_seed)
+    base = env_id.split("/")[-1].split("-")[0].lower()
     reference = {
         "env_id": env_id,
         "random_return": rand["mean"],
@@ -645,14 +696,17 @@ def select_levels(
         "episodes": final_episodes,
         "seed": eval_seed,
         "d4rl_reference_returns": dict(
-            zip(("random", "expert"), D4RL_REFERENCE_RETURNS.get(env_id.split("-")[0].lower(), (None, None)))
+            zip(("random", "expert"), D4RL_REFERENCE_RETURNS.get(base, (None, None)), strict=True)
         ),
-        "note": "the suite's own normalisation references for datasets built from these policies; " + budget_note,
+        "note": "the suite's own normalisation references for datasets built from these policies; "
+        + budget_note,
     }
     (dest / "reference.json").write_text(json.dumps(reference, indent=2, sort_keys=True) + "\n")
     out["reference"] = reference
-    log(f"expert {expert.name} {expert_return:.1f}, medium {medium.name} {final[medium]['mean']:.1f}, "
-        f"random {rand['mean']:.1f}, {len(replay)} replay snapshots")
+    log(
+        f"expert {expert.name} {expert_return:.1f}, medium {medium.name} {final[medium]['mean']:.1f}, "
+        f"random {rand['mean']:.1f}, {len(replay)} replay snapshots"
+    )
     return out
 
 
@@ -689,19 +743,34 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     if args.cmd == "train":
-        cmd = (f"python -m suite.behaviour train {args.env} --steps {args.steps} --seed {args.seed} "
-               f"--out {args.out} --start-steps {args.start_steps} --snapshot-every {args.snapshot_every}")
+        cmd = (
+            f"python -m suite.behaviour train {args.env} --steps {args.steps} --seed {args.seed} "
+            f"--out {args.out} --start-steps {args.start_steps} --snapshot-every {args.snapshot_every}"
+        )
         train_sac(
-            args.env, args.steps, args.seed, args.out,
-            start_steps=args.start_steps, eval_every=args.eval_every, eval_episodes=args.eval_episodes,
-            snapshot_every=args.snapshot_every, checkpoint_every=args.checkpoint_every,
-            resume=args.resume, progress=not args.no_progress, command=cmd,
+            args.env,
+            args.steps,
+            args.seed,
+            args.out,
+            start_steps=args.start_steps,
+            eval_every=args.eval_every,
+            eval_episodes=args.eval_episodes,
+            snapshot_every=args.snapshot_every,
+            checkpoint_every=args.checkpoint_every,
+            resume=args.resume,
+            progress=not args.no_progress,
+            command=cmd,
         )
     else:
         result = select_levels(
-            args.run, args.env, dest_root=args.dest, screen_episodes=args.screen_episodes,
-            final_episodes=args.final_episodes, replay_episodes=args.replay_episodes,
-            deterministic_episodes=args.deterministic_episodes, n_candidates=args.candidates,
+            args.run,
+            args.env,
+            dest_root=args.dest,
+            screen_episodes=args.screen_episodes,
+            final_episodes=args.final_episodes,
+            replay_episodes=args.replay_episodes,
+            deterministic_episodes=args.deterministic_episodes,
+            n_candidates=args.candidates,
             max_replay=args.max_replay,
         )
         summary = {k: v["evaluation"] for k, v in result.items() if k in ("expert", "medium")}

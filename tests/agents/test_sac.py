@@ -1,5 +1,5 @@
-"""SAC: the update is well-formed, it learns a small continuous-control task quickly, and behaviour-policy files
-round-trip exactly."""
+"""SAC: the update is well-formed, it learns a small continuous-control task quickly, and behaviour-policy
+files round-trip exactly."""
 
 from __future__ import annotations
 
@@ -32,7 +32,7 @@ def test_update_returns_detached_tensors_and_moves_targets_slowly():
     for v in metrics.values():
         assert isinstance(v, torch.Tensor) and v.dim() == 0 and not v.requires_grad
     # target moved, but only by tau of the way to the online critic
-    for b, t, s in zip(before, agent.critic_target.parameters(), agent.critic.parameters()):
+    for b, t, s in zip(before, agent.critic_target.parameters(), agent.critic.parameters(), strict=True):
         assert torch.allclose(t, b + agent.config.tau * (s - b), atol=1e-6)
     assert all(p.requires_grad for p in agent.critic.parameters())
     assert float(metrics["alpha"]) == pytest.approx(1.0)
@@ -52,7 +52,7 @@ def test_state_dict_round_trip_continues_identically():
     mb = b.update(_batch(5, 2))
     for k in ma:
         assert torch.equal(ma[k], mb[k]), k
-    for pa, pb in zip(a.actor.parameters(), b.actor.parameters()):
+    for pa, pb in zip(a.actor.parameters(), b.actor.parameters(), strict=True):
         assert torch.equal(pa, pb)
 
 
@@ -103,10 +103,20 @@ def test_sac_learns_inverted_pendulum():
     rng = np.random.default_rng(0)
     env = gym.wrappers.RescaleAction(gym.make("InvertedPendulum-v5", max_episode_steps=300), -1.0, 1.0)
     env.action_space.seed(0)
-    agent = SAC(SACConfig(hidden=(64, 64), batch_size=128, actor_lr=1e-3, critic_lr=1e-3, alpha_lr=1e-3), 4, 1)
+    agent = SAC(
+        SACConfig(hidden=(64, 64), batch_size=128, actor_lr=1e-3, critic_lr=1e-3, alpha_lr=1e-3), 4, 1
+    )
     n, start = 3000, 500
-    buf = {k: np.zeros((n, d), np.float32) for k, d in
-           [("observations", 4), ("actions", 1), ("rewards", 1), ("next_observations", 4), ("terminals", 1)]}
+    buf = {
+        k: np.zeros((n, d), np.float32)
+        for k, d in [
+            ("observations", 4),
+            ("actions", 1),
+            ("rewards", 1),
+            ("next_observations", 4),
+            ("terminals", 1),
+        ]
+    }
     obs, _ = env.reset(seed=0)
     for t in range(n):
         if t < start:
@@ -114,7 +124,7 @@ def test_sac_learns_inverted_pendulum():
         else:
             action = agent.sample_action(torch.as_tensor(obs, dtype=torch.float32)[None])[0].numpy()
         nxt, r, term, trunc, _ = env.step(action.astype(np.float64))
-        for k, v in zip(buf, (obs, action, r, nxt, term)):
+        for k, v in zip(buf, (obs, action, r, nxt, term), strict=True):
             buf[k][t] = v
         obs = env.reset()[0] if term or trunc else nxt
         if t >= start:

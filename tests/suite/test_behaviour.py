@@ -15,8 +15,16 @@ from agents.sac import SACConfig, load_behaviour_policy
 
 ENV = "Hopper-v5"  # MuJoCo with contacts and terminations: the hard case for an exact resume
 SMALL = SACConfig(hidden=(32, 32), batch_size=32)
-KW = dict(config=SMALL, start_steps=60, eval_every=100, eval_episodes=2, snapshot_every=50,
-          checkpoint_every=70, log_every=50, progress=False)
+KW = dict(
+    config=SMALL,
+    start_steps=60,
+    eval_every=100,
+    eval_episodes=2,
+    snapshot_every=50,
+    checkpoint_every=70,
+    log_every=50,
+    progress=False,
+)
 
 
 class _Interrupt(Exception):
@@ -85,7 +93,8 @@ def test_evaluate_policy_is_reproducible():
     assert a["returns"] == b["returns"] and len(a["returns"]) == 4
     c = behaviour.evaluate_policy(policy, ENV, episodes=4, seed=5, deterministic=True, num_envs=3)
     d = behaviour.evaluate_policy(policy, ENV, episodes=4, seed=5, deterministic=True)
-    # episode i depends on seed + i only, not on the batching (up to matmul rounding, which varies with batch size)
+    # episode i depends on seed + i only, not on the batching (up to matmul rounding, which varies with
+    # the batch size)
     assert c["returns"] == pytest.approx(d["returns"], rel=1e-6)
 
 
@@ -93,8 +102,18 @@ def test_select_levels_writes_policies_and_manifests(tmp_path):
     run = tmp_path / "run"
     behaviour.train_sac(ENV, 300, 0, run, **{**KW, "snapshot_every": 30})
     dest = tmp_path / "policies"
-    out = behaviour.select_levels(run, ENV, dest_root=dest, screen_episodes=2, final_episodes=3,
-                                  replay_episodes=2, deterministic_episodes=2, n_candidates=2, max_replay=3, progress=False)
+    out = behaviour.select_levels(
+        run,
+        ENV,
+        dest_root=dest,
+        screen_episodes=2,
+        final_episodes=3,
+        replay_episodes=2,
+        deterministic_episodes=2,
+        n_candidates=2,
+        max_replay=3,
+        progress=False,
+    )
     root = dest / ENV
     for level in ("expert", "medium"):
         manifest = json.loads((root / f"{level}.json").read_text())
