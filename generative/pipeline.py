@@ -96,9 +96,10 @@ class ScoreSDEConfig:
                 "input_scaling": self.input_scaling, "shape": [C, H, W]}
 
     def to_json(self) -> dict[str, Any]:
+        """JSON-native dict (tuples as lists), as stored in checkpoint sidecars."""
         d = asdict(self)
         d["sde_kwargs"] = dict(self.sde_kwargs)
-        return d
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in d.items()}
 
     @classmethod
     def from_json(cls, d: Mapping[str, Any]) -> ScoreSDEConfig:
