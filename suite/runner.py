@@ -79,10 +79,9 @@ class Evaluator:
 
     def __init__(self, env_id: str, episodes: int, seed: int):
         import gymnasium as gym
-        from gymnasium.vector import AutoresetMode
 
-        self.envs = gym.make_vec(env_id, num_envs=episodes, vectorization_mode="sync",
-                                 vector_kwargs={"autoreset_mode": AutoresetMode.DISABLED})
+        # default (next-step) autoreset: an env that finished starts a new episode, which is ignored
+        self.envs = gym.make_vec(env_id, num_envs=episodes, vectorization_mode="sync")
         self.seeds = [1_000_000 + 1000 * seed + i for i in range(episodes)]
         space = self.envs.single_action_space
         self.low, self.high = space.low, space.high

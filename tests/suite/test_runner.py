@@ -140,3 +140,18 @@ def test_cli_run_and_table(hopper_random_built, tmp_path, capsys):
     out = capsys.readouterr().out
     assert "| bc | hopper-random-v0 | final_score |" in out and "| 2 | 0 |" in out
     assert main(["ls", "tasks"]) == 0 and "hopper-random-v0" in capsys.readouterr().out
+
+
+def test_validate_flags_bad_records(hopper_random_built, tmp_path):
+    import dataclasses
+
+    from suite.validate import problems
+
+    rec = run("bc", "hopper-random", RunOptions(seed=0, out=tmp_path, steps=50, eval_every=50, eval_episodes=1,
+                                                 progress=False, tensorboard=False))
+    assert [p for p in problems(rec) if "dirty" not in p] == []
+    changed = dataclasses.replace(rec, task_spec={**rec.task_spec, "eval_episodes": 99})
+    assert any("differs from the recorded one" in p for p in problems(changed))
+    assert any("dataset" in p for p in problems(dataclasses.replace(
+        rec, provenance={**rec.provenance, "dataset_checksum": "0" * 64})))
+    assert any("status" in p for p in problems(dataclasses.replace(rec, status="diverged")))
