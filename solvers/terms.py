@@ -70,4 +70,5 @@ class CDETerm:
 
     def vf(self, t, z):
         dx = self.path.derivative(t)  # (B, channels)
-        return torch.matmul(self.vector_field(t, z), dx.view(dx.shape[0], *([1] * (z.dim() - 1)), -1, 1)).squeeze(-1)
+        fz = self.vector_field(t, z)  # (B, *shape, channels)
+        return (fz * dx.view(dx.shape[0], *([1] * (z.dim() - 1)), -1)).sum(-1)
