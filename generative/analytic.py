@@ -3,14 +3,16 @@
 For data p_0 = Σ_k w_k N(m_k, Σ_k) and a forward SDE with x_t = a_t x_0 + s_t z, every marginal is again a
 Gaussian mixture, p_t = Σ_k w_k N(a_t m_k, a_t² Σ_k + s_t² I), with score
 ∇log p_t(x) = Σ_k r_k(x) [-(a_t² Σ_k + s_t² I)⁻¹ (x - a_t m_k)], r_k the responsibilities (computed with a
-log-sum-exp). Each Σ_k is eigendecomposed once, Σ_k = U_k Λ_k U_kᵀ, so a_t² Σ_k + s_t² I = U_k (a_t² Λ_k + s_t²) U_kᵀ
-costs nothing to invert at any t and per-sample times are cheap. That lets samplers be scored exactly,
-separately from any network error (REFERENCE.md, "Exact test problems").
+log-sum-exp). Each Σ_k is eigendecomposed once, Σ_k = U_k Λ_k U_kᵀ, so
+a_t² Σ_k + s_t² I = U_k (a_t² Λ_k + s_t²) U_kᵀ costs nothing to invert at any t and per-sample times are
+cheap. That lets samplers be scored exactly, separately from any network error (REFERENCE.md, "Exact test
+problems").
 
 Distances (all float64):
 
 * :func:`gaussian_kl`, :func:`gaussian_w2` — closed forms between Gaussians. For Gaussian data and a
-  linear score, the fixed-step samplers output an exact Gaussian (see ``sampler_study.exact_gaussian_output``).
+  linear score, the fixed-step samplers output an exact Gaussian
+  (see ``sampler_study.exact_gaussian_output``).
 * :func:`mmd2_to_mixture` — squared kernel MMD between samples and the *exact* mixture with a Gaussian
   kernel. The two expectations that involve the mixture are evaluated in closed form (a Gaussian kernel
   integrated against a Gaussian is a Gaussian), and the sample-sample term is the unbiased U-statistic, so
@@ -81,7 +83,8 @@ class GaussianMixture:
 
     def cov(self) -> Tensor:
         d = self.means - self.mean()
-        return torch.einsum("k,kij->ij", self.weights, self.covs) + torch.einsum("k,ki,kj->ij", self.weights, d, d)
+        within = torch.einsum("k,kij->ij", self.weights, self.covs)
+        return within + torch.einsum("k,ki,kj->ij", self.weights, d, d)
 
     # --- sampling --------------------------------------------------------------------------------------
     def sample(self, n: int, generator: Generators = None) -> Tensor:
@@ -111,7 +114,8 @@ class GaussianMixture:
 
     # --- exact densities and scores -----------------------------------------------------------------------
     def _components(self, x: Tensor, a: Tensor, s: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        """Per-component log N(x; a m_k, a²Σ_k + s² I) (B, K), rotated residuals y (B, K, D), variances (B, K, D)."""
+        """Per-component log N(x; a m_k, a²Σ_k + s² I) (B, K), rotated residuals y (B, K, D), variances
+        (B, K, D)."""
         diff = x[:, None, :] - a[:, None, None] * self.means[None]  # (B, K, D)
         y = torch.einsum("kji,bkj->bki", self.eigvecs, diff)  # U_kᵀ (x - a m_k)
         var = a[:, None, None] ** 2 * self.eigvals[None] + s[:, None, None] ** 2

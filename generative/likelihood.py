@@ -1,4 +1,5 @@
-"""Exact likelihoods of score-based models through the probability-flow ODE (Song et al. 2021, sec. 4.3, app. D.2).
+"""Exact likelihoods of score-based models through the probability-flow ODE (Song et al. 2021,
+sec. 4.3, app. D.2).
 
 Along the probability-flow ODE dx/dt = f̃(x, t) = f(x, t) - ½ g(t)² s(x, t), the density obeys
 d log p_t(x(t)) / dt = -∇·f̃(x(t), t), so for a data point x = x(eps)
@@ -74,7 +75,8 @@ def log_likelihood(
 
     ``probe``: "rademacher" (default, as the paper) or "gaussian"; ``exact_divergence=True`` takes the
     trace of the Jacobian with D backward passes instead; ``n_probes`` > 1 averages several probes per
-    sample (one backward pass each) to reduce the estimator's variance. ``generator``: one generator, per-sample
+    sample (one backward pass each) to reduce the estimator's variance.
+    ``generator``: one generator, per-sample
     generators or seeds (for the probes). The ODE runs from eps to T with rtol/atol (paper: 1e-5).
     """
     eps = sde.eps if eps is None else eps

@@ -33,7 +33,14 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from generative.analytic import GaussianMixture, gaussian_2d, gaussian_w2, gmm_64d, mmd2_to_mixture, ring_gmm_2d
+from generative.analytic import (
+    GaussianMixture,
+    gaussian_2d,
+    gaussian_w2,
+    gmm_64d,
+    mmd2_to_mixture,
+    ring_gmm_2d,
+)
 from generative.samplers.score_sde import PREDICTORS, Corrector, ode_sample, pc_sample, time_grid
 from generative.sdes import SDE, VESDE, VPSDE, SubVPSDE
 
@@ -126,7 +133,8 @@ def error_vs_nfe(
             row = {"task": task, "sde": sde, "sampler": name, "setting": setting, "n_samples": n_samples,
                    "seed": seed}
             if task == "gaussian-2d" and name in AFFINE_SAMPLERS:
-                m, S = exact_gaussian_output(name, forward, score_fn, prior.means[0], prior.covs[0], int(setting))
+                m, S = exact_gaussian_output(name, forward, score_fn, prior.means[0], prior.covs[0],
+                                             int(setting))
                 row.update(nfe=float(setting), metric="w2_exact", exact=True,
                            error=float(gaussian_w2(m, S, target.means[0], target.covs[0])))
                 rows.append(row)
@@ -147,7 +155,8 @@ def error_vs_nfe(
 
 
 def fit_slopes(rows: Sequence[dict]) -> dict[str, float]:
-    """Least-squares slope of log(error) against log(NFE) per (task, sde, sampler); rows with error 0 skipped."""
+    """Least-squares slope of log(error) against log(NFE) per (task, sde, sampler); rows with error 0 are
+    skipped."""
     groups: dict[str, list[tuple[float, float]]] = {}
     for r in rows:
         if r["error"] > 0 and r["nfe"] > 0:
@@ -157,10 +166,11 @@ def fit_slopes(rows: Sequence[dict]) -> dict[str, float]:
     for key, pts in groups.items():
         if len(pts) < 2:
             continue
-        xs, ys = zip(*pts)
+        xs, ys = zip(*pts, strict=False)
         mx, my = sum(xs) / len(xs), sum(ys) / len(ys)
         sxx = sum((x - mx) ** 2 for x in xs)
-        slopes[key] = sum((x - mx) * (y - my) for x, y in zip(xs, ys)) / sxx if sxx > 0 else float("nan")
+        sxy = sum((x - mx) * (y - my) for x, y in zip(xs, ys, strict=True))
+        slopes[key] = sxy / sxx if sxx > 0 else float("nan")
     return slopes
 
 
@@ -232,7 +242,8 @@ def plot_error_vs_nfe(rows: Sequence[dict], path_png: str | Path, title: str | N
 
 
 def main(argv: Sequence[str] | None = None) -> dict:
-    ap = argparse.ArgumentParser(prog="python -m generative.sampler_study", description=__doc__.split("\n")[0])
+    ap = argparse.ArgumentParser(prog="python -m generative.sampler_study",
+                                 description=__doc__.split("\n")[0])
     ap.add_argument("--out", default="results", help="output folder for sampler_study.{json,png}")
     ap.add_argument("--tasks", nargs="+", default=["gaussian-2d", "gmm-2d"], choices=sorted(TASKS))
     ap.add_argument("--sde", default="vp", choices=sorted(SDES))

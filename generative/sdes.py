@@ -47,7 +47,8 @@ def batch_broadcast(c: Tensor, x: Tensor) -> Tensor:
     return c.reshape(c.shape + (1,) * (x.dim() - c.dim()))
 
 
-def generators_from_seeds(seeds: Sequence[int] | Tensor, device: str | torch.device = "cpu") -> list[torch.Generator]:
+def generators_from_seeds(seeds: Sequence[int] | Tensor,
+                          device: str | torch.device = "cpu") -> list[torch.Generator]:
     """One ``torch.Generator`` per sample, seeded with ``seeds[i]`` (EDM's per-sample seeding)."""
     seeds = seeds.tolist() if isinstance(seeds, Tensor) else list(seeds)
     return [torch.Generator(device=device).manual_seed(int(s)) for s in seeds]
@@ -233,10 +234,12 @@ class SubVPSDE(VPSDE):
 
 
 class VESDE(SDE):
-    """Variance exploding SDE, the continuous limit of SMLD: dx = sqrt(d σ^2/dt) dw, σ(t) = σmin (σmax/σmin)^t.
+    """Variance exploding SDE, the continuous limit of SMLD: dx = sqrt(d σ^2/dt) dw,
+    σ(t) = σmin (σmax/σmin)^t.
 
     As in the official code, ``std(t) = σ(t)`` (not sqrt(σ(t)^2 - σmin^2)): the perturbed distributions
-    are p_t = p_data * N(0, σ(t)^2 I), which solve the SDE's Fokker–Planck equation from p_data * N(0, σmin^2).
+    are p_t = p_data * N(0, σ(t)^2 I), which solve the SDE's Fokker–Planck
+    equation from p_data * N(0, σmin^2).
     """
 
     def __init__(self, sigma_min: float = 0.01, sigma_max: float = 50.0, N: int = 1000):

@@ -18,7 +18,8 @@ draw per noisy step — so it is identical whatever the batch size. The Langevin
 per-sample norms ‖z_i‖/‖s_i‖ (the official code uses batch means, which couples samples).
 
 Final step (``denoise``): ``"mean"`` returns the last step's noise-free mean (official ``noise_removal``),
-``"tweedie"`` adds one score evaluation at eps and returns E[x_0 | x_eps] = (x + s_eps² ∇log p_eps(x)) / a_eps,
+``"tweedie"`` adds one score evaluation at eps and returns
+E[x_0 | x_eps] = (x + s_eps² ∇log p_eps(x)) / a_eps,
 ``"none"`` returns the last noisy iterate (distributed as p_eps in the limit).
 """
 
@@ -158,7 +159,8 @@ def time_grid(sde: SDE, n_steps: int, eps: float | None = None, dtype=torch.floa
 
 def _resolve_generator(generator: Generators | Sequence[int] | Tensor) -> Generators:
     if isinstance(generator, Tensor) or (
-        isinstance(generator, Sequence) and len(generator) > 0 and not isinstance(generator[0], torch.Generator)
+        isinstance(generator, Sequence) and len(generator) > 0
+        and not isinstance(generator[0], torch.Generator)
     ):
         return generators_from_seeds(generator)
     return generator
@@ -245,7 +247,8 @@ def ancestral(score_fn, sde, x_init, n_steps=None, **kwargs) -> SampleResult:
     return pc_sample(score_fn, sde, x_init, n_steps, predictor="ancestral", corrector=None, **kwargs)
 
 
-def annealed_langevin(score_fn, sde, x_init, n_steps=None, *, corrector=Corrector(), **kwargs) -> SampleResult:
+def annealed_langevin(score_fn, sde, x_init, n_steps=None, *, corrector=Corrector(),
+                      **kwargs) -> SampleResult:
     """Corrector-only sampling (annealed Langevin dynamics, Alg. 4 with the time grid of the SDE)."""
     return pc_sample(score_fn, sde, x_init, n_steps, predictor=None, corrector=corrector, **kwargs)
 

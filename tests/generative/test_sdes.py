@@ -1,4 +1,4 @@
-"""SDE coefficients: marginals against the SDE's moment equations and Fokker–Planck, discretisations, reverse."""
+"""SDE coefficients: marginals against the moment equations and Fokker–Planck, discretisations, reverse."""
 
 import math
 
