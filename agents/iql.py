@@ -76,7 +76,7 @@ class IQLConfig:
 
 def expectile_loss(diff: torch.Tensor, expectile: float) -> torch.Tensor:
     """mean |τ − 1(u < 0)| · u² with u = Q − V: the asymmetric L2 loss whose minimiser is the τ-expectile."""
-    weight = torch.where(diff < 0, 1.0 - expectile, expectile)
+    weight = expectile + (1.0 - 2.0 * expectile) * (diff < 0).to(diff.dtype)  # τ above, 1 − τ below zero
     return (weight * diff.square()).mean()
 
 
