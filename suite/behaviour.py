@@ -168,13 +168,18 @@ class ReplayBuffer:
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         size, ptr = state["size"], state["ptr"]
-        if state.get("capacity", self.capacity) == self.capacity:  # same layout: sampling stays exact
-            self.size, self.ptr = size, ptr
+        # checkpoints without "capacity" (the first runs): the ring was full exactly when ptr wrapped to 0
+        old_capacity = state.get("capacity", size if ptr == 0 else None)
+        wrapped = size == old_capacity
+        if old_capacity == self.capacity or (not wrapped and size <= self.capacity):
+            # same layout (sampling stays exact) or a ring that never wrapped
+            self.size = size
+            self.ptr = ptr if old_capacity == self.capacity else size % self.capacity
             for k in self.KEYS:
                 self.arrays[k][:size] = state[k]
             return
         # another capacity (a run extended to a longer budget): oldest-first order, keep the newest
-        order = np.arange(size) if size < state["capacity"] else (np.arange(size) + ptr) % size
+        order = (np.arange(size) + ptr) % size if wrapped else np.arange(size)
         order = order[-self.capacity :]
         self.size = len(order)
         self.ptr = self.size % self.capacity

@@ -135,3 +135,30 @@ def test_select_levels_writes_policies_and_manifests(tmp_path):
     ref = json.loads((root / "reference.json").read_text())
     assert ref["expert_return"] == pytest.approx(out["expert"]["evaluation"]["return_mean"], abs=1e-2)
     assert ref["episodes"] == 3 and ref["random_return"] < 100
+
+
+def _filled(capacity: int, n: int) -> behaviour.ReplayBuffer:
+    buf = behaviour.ReplayBuffer(2, 1, capacity)
+    for i in range(n):
+        buf.add([i, i], [0.0], float(i), [i, i], False)
+    return buf
+
+
+@pytest.mark.parametrize(
+    "capacity, n, new_capacity, legacy, expected",
+    [
+        (5, 7, 8, False, [2, 3, 4, 5, 6]),  # wrapped ring into a larger one: oldest first
+        (5, 5, 8, True, [0, 1, 2, 3, 4]),  # full, from a checkpoint without "capacity"
+        (5, 3, 8, True, [0, 1, 2]),  # never wrapped
+        (8, 6, 4, False, [2, 3, 4, 5]),  # smaller: keep the newest
+    ],
+)
+def test_replay_buffer_changes_capacity_keeping_chronology(capacity, n, new_capacity, legacy, expected):
+    state = _filled(capacity, n).state_dict()
+    if legacy:
+        del state["capacity"]
+    buf = behaviour.ReplayBuffer(2, 1, new_capacity)
+    buf.load_state_dict(state)
+    assert buf.arrays["rewards"][: buf.size].tolist() == expected
+    buf.add([9, 9], [0.0], 9.0, [9, 9], False)  # the next write never overwrites kept data
+    assert sorted(buf.arrays["rewards"][: buf.size].tolist()) == sorted(expected + [9])[-new_capacity:]
