@@ -608,7 +608,8 @@ def select_levels(
     (dest / "replay").mkdir(parents=True)
     budget_note = (
         f"expert = best policy reached within a budget of {steps_reached} env steps "
-        f"(seed {info['seed']}), not D4RL's expert"
+        f"(seed {info['seed']}; best of the snapshots taken every {info.get('snapshot_every')} steps), "
+        "not D4RL's expert"
     )
     planned = info.get("total_steps")
     if planned is not None and steps_reached < planned:
@@ -750,7 +751,9 @@ def main(argv: list[str] | None = None) -> None:
     if args.cmd == "train":
         cmd = (
             f"python -m suite.behaviour train {args.env} --steps {args.steps} --seed {args.seed} "
-            f"--out {args.out} --start-steps {args.start_steps} --snapshot-every {args.snapshot_every}"
+            f"--out {args.out} --start-steps {args.start_steps} --eval-every {args.eval_every} "
+            f"--eval-episodes {args.eval_episodes} --snapshot-every {args.snapshot_every} "
+            f"--checkpoint-every {args.checkpoint_every}"
         )
         train_sac(
             args.env,
