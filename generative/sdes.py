@@ -65,9 +65,10 @@ def gaussian_noise(
 
     With a sequence of B generators, row i is ``torch.randn(shape[1:], generator=generator[i])``, so it
     depends only on generator i (EDM ``generate.py``'s ``StackedRandomGenerator``). That costs one small
-    kernel per sample and step: on the CPU about 2-4 us per row, e.g. ~30 ms per step at B = 10,000,
-    negligible next to a score network but noticeable with an analytic score. A single generator draws the
-    whole batch in one call.
+    call per sample and step. Measured on a loaded 2-core CPU box: 10,000 rows of 2-D noise take 0.32 s
+    (0.1 ms in one draw) — dominant with an analytic score, so pass one generator for large toy batches
+    when per-sample reproducibility is not needed; 256 CIFAR-sized rows take 25 ms (18 ms in one draw),
+    negligible next to a score network. A single generator draws the whole batch in one call.
     """
     shape = tuple(int(s) for s in shape)
     if generator is None or isinstance(generator, torch.Generator):
