@@ -23,7 +23,9 @@ import hashlib
 import json
 import os
 import shutil
+import signal
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -345,7 +347,8 @@ def train_sac(
     `tb/` (tensorboard scalars), `snapshots/step_XXXXXXX.safetensors` (actor only, every `snapshot_every`
     steps), `checkpoint.pt` (every `checkpoint_every` steps and at the end; written atomically). With
     `resume=True` the run continues from `checkpoint.pt` and reproduces the uninterrupted run exactly;
-    `total_steps` may then be larger than the original budget to extend a finished run.
+    `total_steps` may then be larger than the original budget to extend a finished run. SIGTERM or SIGINT
+    stops the run after the current step with a checkpoint written.
 
     Seeding: torch's global generator (network init and the policy's action noise) from `seed`, the replay
     sampler from `seed`, the env by `reset(seed=seed)` once (later resets continue its generator) and the
@@ -443,14 +446,20 @@ def train_sac(
             },
         )
 
+    # SIGTERM / SIGINT: finish the current step, write a checkpoint, stop (so a later `resume` loses nothing)
+    stop_requested: list[int] = []
+    previous_handlers = {}
+    if threading.current_thread() is threading.main_thread():
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            previous_handlers[sig] = signal.signal(sig, lambda signum, frame: stop_requested.append(signum))
+
     try:
         while step < total_steps:
             if step < start_steps:
                 action = env.action_space.sample()
             else:
-                action = agent.sample_action(torch.as_tensor(obs, dtype=torch.float32).unsqueeze(0))[
-                    0
-                ].numpy()
+                x = torch.as_tensor(obs, dtype=torch.float32).unsqueeze(0)
+                action = agent.sample_action(x)[0].numpy()
             next_obs, reward, terminated, truncated, _ = env.step(action.astype(np.float64))
             buffer.add(obs, action, reward, next_obs, terminated)  # truncation is not a terminal
             episode["return"] += float(reward)
@@ -496,7 +505,17 @@ def train_sac(
                 )
             if (checkpoint_every and step % checkpoint_every == 0) or step == total_steps:
                 checkpoint()
+            elif stop_requested:
+                checkpoint()
+            if stop_requested:
+                print(
+                    f"stopped by signal {stop_requested[0]} at step {step}; checkpoint written",
+                    file=sys.stderr,
+                )
+                break
     finally:
+        for sig, handler in previous_handlers.items():
+            signal.signal(sig, handler)
         writer.close()
         bar.close()
         env.close()
