@@ -152,11 +152,16 @@ def integrate_fixed(p: Problem, checkpoint_every: int | None = None, step_hook=N
     grid = fixed_grid(p)
     n = grid.shape[0] - 1
     dts = grid[1:] - grid[:-1]
-    ts_list, dt_list = grid.unbind(0), list(dts.unbind(0))
-    if n > 1 and all(_is_number(x) for x in (p.t0, p.t1, p.dt0)) and not isinstance(p.controller, StepTo):
-        # uniform grid: one shared dt object for all full steps (lets Brownian increments cache sqrt(dt))
-        step = torch.full_like(dt_list[0], math.copysign(abs(p.dt0), p.t1 - p.t0))
-        dt_list = [step] * (n - 1) + [grid[-1] - grid[-2]]
+    uniform = n > 1 and all(_is_number(x) for x in (p.t0, p.t1, p.dt0)) and not isinstance(p.controller, StepTo)
+    if uniform:
+        # one shared dt object for all full steps (lets Brownian increments cache sqrt(dt))
+        step = torch.full_like(dts[0], math.copysign(abs(p.dt0), p.t1 - p.t0))
+        last_dt = dts[-1]
+        dt_at = lambda k: step if k < n - 1 else last_dt  # noqa: E731
+        nonzero = torch.full((y0.shape[0],), n, dtype=torch.int64, device=y0.device)
+    else:
+        dt_at = dts.__getitem__
+        nonzero = (dts != 0).to(torch.int64).sum(0)
     saver = _Saver(p)
     state = tuple(solver.init(terms, grid[0], y0))
     ns = len(state)
@@ -170,7 +175,7 @@ def integrate_fixed(p: Problem, checkpoint_every: int | None = None, step_hook=N
         y1, _, dense, st1 = solver.step(terms, t, y, dt, st)
         return y1, dense, tuple(st1)
 
-    step_fn = one_step
+    step_fn = None
     if p.compile:
         mode = p.compile if isinstance(p.compile, str) else None
         step_fn = torch.compile(one_step, mode=mode, dynamic=False)
@@ -179,8 +184,11 @@ def integrate_fixed(p: Problem, checkpoint_every: int | None = None, step_hook=N
         def fn(y, *rest):
             st, bf = rest[:ns], (rest[ns] if buf is not None else None)
             for k in range(lo, hi):
-                t, dt = ts_list[k], dt_list[k]
-                y1, dense, st = step_fn(t, dt, y, *st)
+                t, dt = grid[k], dt_at(k)
+                if step_fn is None:  # eager: call the solver directly (least Python overhead per step)
+                    y1, _, dense, st = solver.step(terms, t, y, dt, st)
+                else:
+                    y1, dense, st = step_fn(t, dt, y, *st)
                 if bf is not None:
                     bf = saver.update(bf, solver, dense, t, dt)
                 if step_hook is not None:
@@ -200,7 +208,6 @@ def integrate_fixed(p: Problem, checkpoint_every: int | None = None, step_hook=N
     if buf is not None:
         buf = carry[ns + 1]
 
-    nonzero = (dts != 0).sum(0)
     num_fevals = nonzero * solver.fevals_per_step + solver.init_fevals
     steps_ts = steps_y = steps_valid = None
     if save_steps:
@@ -253,22 +260,25 @@ def integrate_adaptive(p: Problem, checkpoint_every: int | None = None, step_hoo
     order = solver.order
     dtmin, dtmax = ctrl.dtmin, ctrl.dtmax
 
+    history = ctrl.uses_history
+    zero = torch.zeros_like(t0)
+    inf = float("inf")
+
     def body(t, y, dt, done, status, nsteps, nrej, nfev, e1, e2, bf, st):
+        # nrej counts active iterations here; rejections and evaluations are derived after the loop
         rem = t1 - t
-        last = dt * direction >= rem * direction
-        dt_step = torch.where(last, rem, dt)
-        dt_step = torch.where(done, torch.zeros_like(dt_step), dt_step)
+        last = (dt - rem).mul_(direction) >= 0
+        dt_step = torch.where(done, zero, torch.where(last, rem, dt))
         y1, err, dense, st1 = solver.step(terms, t, y, dt_step, st)
         with torch.no_grad():
-            errn = ctrl.error_norm(err.detach(), y.detach(), y1.detach())
+            errn = ctrl.error_norm(err.detach(), y.detach(), y1.detach()).nan_to_num_(nan=inf)
             accept = errn <= 1.0
             fac = ctrl.factor(errn, e1, e2, order, accept)
             dt_new = dt_step * fac
             if dtmax is not None:
-                dt_new = dt_new.clamp(-dtmax, dtmax)
+                dt_new = dt_new.clamp_(-dtmax, dtmax)
             active = ~done
             acc = accept & active
-            t_new = torch.where(last, t1, t + dt_step)
             small = None
             if dtmin is not None:
                 small = active & ~accept & (dt_new.abs() < dtmin)
@@ -280,12 +290,12 @@ def integrate_adaptive(p: Problem, checkpoint_every: int | None = None, step_hoo
         y = torch.where(bview(acc, y), y1, y)
         st = _select(acc, st1, st)
         with torch.no_grad():
-            t = torch.where(acc, t_new, t)
+            t = torch.where(acc, torch.where(last, t1, t + dt_step), t)
             nsteps = nsteps + acc
-            nrej = nrej + (active & ~accept)
-            nfev = nfev + active * fpstep
-            e2 = torch.where(acc, e1, e2)
-            e1 = torch.where(acc, errn, e1)
+            nrej = nrej + active
+            if history:
+                e2 = torch.where(acc, e1, e2)
+                e1 = torch.where(acc, errn, e1)
             dt = torch.where(active, dt_new, dt)
             done = done | (acc & last)
             if small is not None:
@@ -309,13 +319,15 @@ def integrate_adaptive(p: Problem, checkpoint_every: int | None = None, step_hoo
         return fn
 
     carry = (t0, y0, dt, done, status, nsteps, nrej, nfev, e1, e2, *state) + ((buf,) if buf is not None else ())
-    chunk = checkpoint_every or ctrl.check_every
+    chunk = checkpoint_every or ctrl.check_every or (1 if y0.device.type == "cpu" else 8)
     it = 0
     while it < p.max_steps and not bool(carry[3].all()):  # the one host sync per chunk
         count = min(chunk, p.max_steps - it)
         carry = _checkpointed(run_chunk(count), carry, bool(checkpoint_every))
         it += count
-    t, y, dt, done, status, nsteps, nrej, nfev = carry[:8]
+    t, y, dt, done, status, nsteps, iters, nfev = carry[:8]
+    nrej = iters - nsteps
+    nfev = nfev + iters * fpstep
     if buf is not None:
         buf = carry[10 + ns]
     status = torch.where(done, status, int(Status.MAX_STEPS_REACHED))

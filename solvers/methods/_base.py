@@ -111,7 +111,7 @@ class ExplicitRK(AbstractSolver):
             yi = torch.addcmul(y, dtb, lincomb(self.a[i], ks))
             if self.fsal and i == n - 1:
                 y1 = yi
-            ks.append(terms.vf(t + self.c[i] * dt, yi))
+            ks.append(terms.vf(torch.add(t, dt, alpha=self.c[i]), yi))
         if y1 is None:
             y1 = torch.addcmul(y, dtb, lincomb(self.b, ks))
         err = None
