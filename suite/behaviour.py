@@ -343,12 +343,11 @@ def train_sac(
 ) -> SAC:
     """Train SAC on `env_id` for `total_steps` environment steps (one update per step once `start_steps`
     uniform-random steps have been collected). Writes under `out_dir`: `run.json` (arguments, config,
-    command),
-    `tb/` (tensorboard scalars), `snapshots/step_XXXXXXX.safetensors` (actor only, every `snapshot_every`
-    steps), `checkpoint.pt` (every `checkpoint_every` steps and at the end; written atomically). With
-    `resume=True` the run continues from `checkpoint.pt` and reproduces the uninterrupted run exactly;
-    `total_steps` may then be larger than the original budget to extend a finished run. SIGTERM or SIGINT
-    stops the run after the current step with a checkpoint written.
+    command), `tb/` (tensorboard scalars), `snapshots/step_XXXXXXX.safetensors` (actor only, every
+    `snapshot_every` steps), `checkpoint.pt` (every `checkpoint_every` steps and at the end; written
+    atomically). With `resume=True` the run continues from `checkpoint.pt` and reproduces the uninterrupted
+    run exactly; `total_steps` may then be larger than the original budget to extend a finished run.
+    SIGTERM or SIGINT stops the run after the current step with a checkpoint written.
 
     Seeding: torch's global generator (network init and the policy's action noise) from `seed`, the replay
     sampler from `seed`, the env by `reset(seed=seed)` once (later resets continue its generator) and the
@@ -566,14 +565,13 @@ def select_levels(
     3. `medium`: of the `n_candidates` snapshots (up to the expert's step) screened closest to one third of
        the expert's return, the closest over `final_episodes` episodes (D4RL: "about 1/3 of expert");
     4. `medium-replay`: at most `max_replay` snapshots evenly spread from the first up to `medium`
-       (inclusive),
-       each evaluated over `replay_episodes` episodes.
+       (inclusive), each evaluated over `replay_episodes` episodes.
     Expert and medium also get a deterministic (tanh-mean) evaluation over `deterministic_episodes` episodes,
     recorded in their manifests as `evaluation_deterministic`. Episode counts are small by default where the
     numbers are informational only, because a CPU evaluation of 100 1000-step episodes takes minutes.
-    Writes `<dest_root>/<env_id>/{expert,medium}.{safetensors,json}`,
-    `replay/step_XXXXXXX.{safetensors,json}`,
-    `replay/index.json` and `reference.json` (uniform-random and expert returns over `final_episodes`)."""
+    Writes `<dest_root>/<env_id>/{expert,medium}.{safetensors,json}`, `replay/step_XXXXXXX.{safetensors,json}`
+    (one manifest per policy), `replay/index.json` and `reference.json` (uniform-random and expert returns
+    over `final_episodes` episodes)."""
     run = Path(run_dir)
     info = json.loads((run / "run.json").read_text())
     env_id = env_id or info["env_id"]
