@@ -1,18 +1,18 @@
 """Behaviour cloning as in CORL's `algorithms/offline/any_percent_bc.py` (https://github.com/corl-team/CORL).
 
-A deterministic policy a = tanh(MLP(s)) (256-256, ReLU) regressed onto the dataset actions with the mean squared
-error (`F.mse_loss`, mean over batch and action dimensions), Adam lr 3e-4, batch 256, observation normalisation
-(dataset mean / std + 1e-3), 1M steps, evaluation every 5k steps over 10 episodes. BC ignores rewards, so it runs
-on offline-RL and offline-IL tasks alike.
+A deterministic policy a = tanh(MLP(s)) (256-256, ReLU) regressed onto the dataset actions with the mean
+squared error (`F.mse_loss`, mean over batch and action dimensions), Adam lr 3e-4, batch 256, observation
+normalisation (dataset mean / std + 1e-3), 1M steps, evaluation every 5k steps over 10 episodes. BC ignores
+rewards, so it runs on offline-RL and offline-IL tasks alike.
 
 Deviations from CORL and why:
-- `policy="gaussian"` (not in CORL) fits a Gaussian policy with a state-independent log-std (`nets.GaussianPolicy`,
-  tanh mean, log-std clamped to [-5, 2]) by negative log-likelihood; evaluation uses the mean action.
-- CORL's "BC-N%" variants keep the top N% of episodes by return (`keep_best_trajectories`, `frac`); that is a
-  data selection done before training, not part of the agent, so it is not here (the CORL "BC" column uses all
-  data, which is what this agent does).
-- `update` returns detached 0-d tensors instead of calling `.item()` each step (a host synchronisation).
-"""
+- `policy="gaussian"` (not in CORL) fits a Gaussian policy with a state-independent log-std
+  (`nets.GaussianPolicy`, tanh mean, log-std clamped to [-5, 2]) by negative log-likelihood; evaluation uses
+  the mean action.
+- CORL's "BC-N%" variants keep the top N% of episodes by return (`keep_best_trajectories`, `frac`); that is
+  a data selection done before training, not part of the agent, so it is not here (the CORL "BC" column uses
+  all data, which is what this agent does).
+- `update` returns detached 0-d tensors instead of calling `.item()` each step (a host synchronisation)."""
 
 from __future__ import annotations
 

@@ -10,39 +10,40 @@ Value learning (V-DICE, twin V heads V_1, V_2 and an EMA target V̄ whose heads 
     L_f = λ·mean_{i,batch} f*(δf),  L_b = λ·η·mean_{i,batch} f*(δb),  L_v = (1−λ)·mean_{i,batch} V_i(s)
     g = ∇L_v + g_f + (g_b − ⟨g_f, g_b⟩ / max(‖g_f‖², 1e-10) · g_f),   g_f = ∇L_f, g_b = ∇L_b
 
-with the gradients flattened over *all* V parameters (both heads) as one vector, then one Adam step. The twin
-heads combine exactly as in the official code: per-head residuals against the min of the target heads, mean over
-heads and batch (`TwinV.both` for the online heads, `TwinV.forward` = min for the target). Policy extraction is
-weighted behaviour cloning with weight min(w(δf), 100), δf detached and taken per head before the V step (so the
-weight of a sample is the mean over heads of the per-head weights), loss −mean weight·log π(a|s).
+with the gradients flattened over *all* V parameters (both heads) as one vector, then one Adam step. The
+twin heads combine exactly as in the official code: per-head residuals against the min of the target heads,
+mean over heads and batch (`TwinV.both` for the online heads, `TwinV.forward` = min for the target). Policy
+extraction is weighted behaviour cloning with weight min(w(δf), 100), δf detached and taken per head before
+the V step (so the weight of a sample is the mean over heads of the per-head weights), loss −mean weight·log
+π(a|s).
 
 Variants (`gradient`): "orthogonal" (O-DICE), "semi" (forward gradient only: the official `semi_g_update`),
 "true" (the official `true_g_update`: the full gradient of λ·mean f*(r + γ(1−d)V(s′) − V(s)) + (1−λ)·mean V(s)
 with the *online* V in both places and no η; the policy weights use that residual).
 
 Deviations from the paper / official code, and why:
-- Speed, identical maths: the two heads are one batched network (`nets.EnsembleValue`, with a per-head LayerNorm,
-  see below); V̄(s) and V̄(s′) are one forward pass on [s; s′]; g_f, g_b and ∇L_v come from
+- Speed, identical maths: the two heads are one batched network (`nets.EnsembleValue`, with a per-head
+  LayerNorm, see below); V̄(s) and V̄(s′) are one forward pass on [s; s′]; g_f, g_b and ∇L_v come from
   `torch.autograd.grad` into one preallocated flat buffer (no per-step flattening of parameter lists), the
-  projection coefficient stays a tensor (the official code calls `.item()` on it and on `max(‖g_f‖², 1e-10)`),
-  the combined gradient is written straight into `.grad` views of a flat buffer; Adam uses `foreach=True`; the
-  EMA is one fused `lerp`. Results equal the official update up to float rounding (checked in the tests).
+  projection coefficient stays a tensor (the official code calls `.item()` on it and on `max(‖g_f‖²,
+  1e-10)`), the combined gradient is written straight into `.grad` views of a flat buffer; Adam is the
+  fused kernel (`fused=True`; the official code uses the default for-loop Adam); the EMA is one fused
+  `lerp`. Results equal the official update up to float rounding (checked in the tests).
 - The Gaussian log-density is computed in closed form (sum of per-dimension Normal log-densities) instead of
   `MultivariateNormal(mean, scale_tril=diag(std))`: the same value, without a batched triangular solve and
   without `torch.distributions`' argument validation (a host synchronisation per step).
-- `nets.EnsembleMLP` shares one LayerNorm (affine weight and bias) between the heads; the official TwinV has a
-  LayerNorm per head, so this agent swaps in a per-head LayerNorm (`_PerHeadLayerNorm`).
-- AntMaze rewards: the official code uses −3 where r = 0 and 0 where r = 1. The suite's reward transforms have
-  no such entry, so the AntMaze configs use `reward_transform="antmaze"` (r − 1) and `reward_scale=3`, which
-  gives the same −3 / 0 rewards for AntMaze's binary rewards.
-- Offline IL: the official code uses the T-th trajectory (T = 1, i.e. the *second* episode, by default; T ∈ {1,
-  10, 20, 30} in `run_offline_il.sh`) of the expert dataset with rewards set to 0, and its last transition's next
-  observation is the next episode's first observation. The suite's `*-expert-1traj` tasks keep the first episode;
-  which episode is kept is the task's business, not the agent's.
-- Per-task λ and η are given in the paper's appendix D, which could not be read here: the per-task config files
-  use the official code defaults (λ = 0.6, η = 1.0) and say "unverified" in their `_source` key.
-- Host-side logging every 10k steps (wandb) is replaced by returning detached 0-d tensors every step.
-"""
+- `nets.EnsembleMLP` shares one LayerNorm (affine weight and bias) between the heads; the official TwinV has
+  a LayerNorm per head, so this agent swaps in a per-head LayerNorm (`_PerHeadLayerNorm`).
+- AntMaze rewards: the official code uses −3 where r = 0 and 0 where r = 1. The suite's reward transforms
+  have no such entry, so the AntMaze configs use `reward_transform="antmaze"` (r − 1) and `reward_scale=3`,
+  which gives the same −3 / 0 rewards for AntMaze's binary rewards.
+- Offline IL: the official code uses the T-th trajectory (T = 1, i.e. the *second* episode, by default; T ∈
+  {1, 10, 20, 30} in `run_offline_il.sh`) of the expert dataset with rewards set to 0, and its last
+  transition's next observation is the next episode's first observation. The suite's `*-expert-1traj` tasks
+  keep the first episode; which episode is kept is the task's business, not the agent's.
+- Per-task λ and η are given in the paper's appendix D, which could not be read here: the per-task config
+  files use the official code defaults (λ = 0.6, η = 1.0) and say "unverified" in their `_source` key.
+- Host-side logging every 10k steps (wandb) is replaced by returning detached 0-d tensors every step."""
 
 from __future__ import annotations
 
@@ -72,8 +73,10 @@ class ODICEConfig:
     eval_episodes: int = 10  # episodes per evaluation (AntMaze: 50)
     # --- data ---
     normalize_observations: bool = False  # official RL: False; offline IL: True
-    reward_transform: str = "return_range"  # r * 1000 / (max − min episode return); IL: "zero"; AntMaze: "antmaze"
-    reward_scale: float = 1.0  # extra factor on batch rewards inside update (AntMaze: 3 with "antmaze" -> −3/0)
+    # r * 1000 / (max − min episode return); IL: "zero"; AntMaze: "antmaze"
+    reward_transform: str = "return_range"
+    # extra factor on batch rewards inside update (AntMaze: 3 with "antmaze" gives the official −3 / 0)
+    reward_scale: float = 1.0
     # --- objective ---
     discount: float = 0.99  # γ
     lam: float = 0.6  # λ: weight of the f-divergence term (official code default; per task in appendix D)
@@ -91,7 +94,8 @@ class ODICEConfig:
     policy_hidden: tuple[int, ...] = (1024, 1024)  # hidden sizes of the Gaussian policy MLP
     policy_tanh_mean: bool = False  # tanh on the mean (official `use_tanh`: RL False, IL True)
     policy_lr: float = 2e-4  # Adam learning rate of the policy (IL: 1e-4)
-    policy_weight_decay: float = 1e-4  # Adam (L2, not AdamW) weight decay of the policy; IL hopper 1e-5, walker 1e-3
+    # Adam (L2, not AdamW) weight decay of the policy; IL: hopper 1e-5, walker2d 1e-3
+    policy_weight_decay: float = 1e-4
     log_std_min: float = -5.0  # clamp of the state-independent log-std
     log_std_max: float = 2.0
 
@@ -104,7 +108,7 @@ class ODICEConfig:
             raise ValueError(f"f_divergence must be one of {F_DIVERGENCES}, got {self.f_divergence!r}")
 
 
-# ----------------------------------------------------------------------------------------------- pure functions
+# --------------------------------------------------------------------------------- pure functions
 def f_star(y: torch.Tensor, name: str) -> torch.Tensor:
     """Convex conjugate f*(y) of the f-divergence's generator (after the closed-form inner maximisation)."""
     if name == "reverse_kl":
@@ -132,9 +136,9 @@ def orthogonal_combination(g_f: torch.Tensor, g_b: torch.Tensor) -> tuple[torch.
     return g_b + (1 - c) * g_f, c
 
 
-# ------------------------------------------------------------------------------------------------------ networks
+# --------------------------------------------------------------------------------------- networks
 class _PerHeadLayerNorm(nn.Module):
-    """LayerNorm over features with a separate affine (weight, bias) per ensemble member: (n, B, h) -> (n, B, h).
+    """LayerNorm over features with its own affine (weight, bias) per ensemble member: (n, B, h) -> (n, B, h).
 
     One native `layer_norm` per member on the contiguous slices, stacked: faster on CPU (forward and backward)
     than a broadcast affine after an affine-free layer norm."""
@@ -147,8 +151,8 @@ class _PerHeadLayerNorm(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         shape = (self.dim,)
-        return torch.stack([F.layer_norm(xi, shape, wi, bi, self.eps)
-                            for xi, wi, bi in zip(x.unbind(0), self.weight.unbind(0), self.bias.unbind(0))])
+        parts = zip(x.unbind(0), self.weight.unbind(0), self.bias.unbind(0), strict=True)
+        return torch.stack([F.layer_norm(xi, shape, wi, bi, self.eps) for xi, wi, bi in parts])
 
 
 def make_value(obs_dim: int, n: int, hidden: tuple[int, ...], layer_norm: bool) -> EnsembleValue:
@@ -161,27 +165,28 @@ def make_value(obs_dim: int, n: int, hidden: tuple[int, ...], layer_norm: bool) 
     return value
 
 
-# --------------------------------------------------------------------------------------------------------- agent
+# ------------------------------------------------------------------------------------------ agent
 class ODICE:
-    """O-DICE agent: `update(batch)` does one V step (orthogonal / semi / true gradient), one EMA step of the target
-    and one weighted-BC policy step, and returns detached 0-d metric tensors."""
+    """O-DICE agent: `update(batch)` does one V step (orthogonal / semi / true gradient), one EMA step of the
+    target and one weighted-BC policy step, and returns detached 0-d metric tensors."""
 
     def __init__(self, config: ODICEConfig, obs_dim: int, action_dim: int, *, obs_mean=None, obs_std=None,
                  device: str | torch.device = "cpu"):
         self.config = c = config
         self.device = torch.device(device)
         self.obs_norm = ObsNormalizer(obs_dim, obs_mean, obs_std).to(self.device)
-        self.value = make_value(obs_dim, 2 if c.twin_v else 1, c.value_hidden, c.value_layer_norm).to(self.device)
+        n_heads = 2 if c.twin_v else 1
+        self.value = make_value(obs_dim, n_heads, c.value_hidden, c.value_layer_norm).to(self.device)
         self.value_target = frozen_copy(self.value)
         self.policy = GaussianPolicy(obs_dim, action_dim, c.policy_hidden, tanh_mean=c.policy_tanh_mean,
                                      log_std_min=c.log_std_min, log_std_max=c.log_std_max).to(self.device)
         self._v_params = list(self.value.parameters())
         self._t_params = list(self.value_target.parameters())
-        self.v_optimizer = torch.optim.Adam(self._v_params, lr=c.value_lr, fused=True)
-        self.policy_optimizer = torch.optim.Adam(self.policy.parameters(), lr=c.policy_lr,
-                                                 weight_decay=c.policy_weight_decay, fused=True)
-        # One flat buffer per gradient (rows: g_f, g_b, ∇L_v) and one for the applied gradient, whose per-parameter
-        # views are the parameters' .grad: the combination is a few vector ops, no flattening per step.
+        self.v_optimizer = _adam(self._v_params, lr=c.value_lr)
+        self.policy_optimizer = _adam(list(self.policy.parameters()), lr=c.policy_lr,
+                                      weight_decay=c.policy_weight_decay)
+        # One flat buffer per gradient (rows: g_f, g_b, ∇L_v) and one for the applied gradient, whose
+        # per-parameter views are the parameters' .grad: combining is a few vector ops, no flattening.
         p0 = self._v_params[0]
         numel = sum(p.numel() for p in self._v_params)
         self._parts = torch.zeros(3, numel, dtype=p0.dtype, device=p0.device)
@@ -191,21 +196,22 @@ class ODICE:
             p.grad = self._grad_flat[offset:offset + p.numel()].view_as(p)
             offset += p.numel()
 
-    # ------------------------------------------------------------------------------------------------ value step
+    # ---------------------------------------------------------------------------------- value step
     def _flat_grad(self, loss: torch.Tensor, row: int, retain: bool) -> torch.Tensor:
         grads = torch.autograd.grad(loss, self._v_params, retain_graph=retain, allow_unused=True)
         out = self._parts[row]
         torch.cat([g.reshape(-1) if g is not None else torch.zeros_like(p).reshape(-1)
-                   for g, p in zip(grads, self._v_params)], out=out)
+                   for g, p in zip(grads, self._v_params, strict=True)], out=out)
         return out
 
-    def _value_step(self, obs, next_obs, rewards, not_done) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    def _value_step(self, obs, next_obs, rewards, not_done):
+        """One V step; returns (forward residual per head, detached; metrics)."""
         c = self.config
         lam, gamma, fname = c.lam, c.discount, c.f_divergence
         b = obs.shape[0]
         metrics: dict[str, torch.Tensor] = {}
         if c.gradient == "true":
-            v_all = self.value(torch.cat([obs, next_obs]))  # (n, 2B): online V on s and s′, gradient through both
+            v_all = self.value(torch.cat([obs, next_obs]))  # (n, 2B): online V on s and s′, gradient via both
             v, v_next = v_all[:, :b], v_all[:, b:]
             residual = rewards + gamma * not_done * v_next - v
             loss = (1 - lam) * v.mean() + lam * f_star(residual, fname).mean()
@@ -244,10 +250,10 @@ class ODICE:
         metrics["residual_mean"] = pi_residual.mean()
         return pi_residual, metrics
 
-    # ----------------------------------------------------------------------------------------------- policy step
+    # --------------------------------------------------------------------------------- policy step
     def _policy_step(self, obs, actions, residual) -> dict[str, torch.Tensor]:
         c = self.config
-        # per-head weights, averaged over heads = the official mean over (heads, batch) of weight * bc_loss
+        # per-head weights averaged over heads = the official mean over (heads, batch) of weight * bc_loss
         weight = f_prime_inverse(residual, c.f_divergence).clamp_max(c.max_weight).mean(0)
         mean = self.policy.net(obs)
         log_std = self.policy.log_std.clamp(c.log_std_min, c.log_std_max)
@@ -257,7 +263,7 @@ class ODICE:
         self.policy_optimizer.step()
         return {"policy_loss": loss.detach(), "weight_mean": weight.mean(), "weight_max": weight.max()}
 
-    # -------------------------------------------------------------------------------------------------- interface
+    # ----------------------------------------------------------------------------------- interface
     def update(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         obs, next_obs = batch["observations"], batch["next_observations"]
         rewards = batch["rewards"]

@@ -1,4 +1,4 @@
-"""BC (CORL any-percent BC settings): learning on expert toy data, the Gaussian option, state-dict round trip."""
+"""BC (CORL any-percent BC settings): learning on expert toy data, Gaussian option, state-dict round trip."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from agents.base import prepare_data
-from agents.bc import TASK_KINDS, BC, BCConfig
+from agents.bc import BC, TASK_KINDS, BCConfig
 from tests.agents import toy
 
 TINY = BCConfig(hidden=(32, 32), lr=1e-3, batch_size=128)
@@ -37,7 +37,8 @@ def test_defaults_follow_corl():
 def test_learns_from_expert_data(policy):
     arrays, ends = toy.make_dataset(30, 0)
     cfg = replace(TINY, policy=policy)
-    prep = prepare_data(arrays, normalize_observations=True, reward_transform=cfg.reward_transform, episode_ends=ends)
+    prep = prepare_data(arrays, normalize_observations=True, reward_transform=cfg.reward_transform,
+                        episode_ends=ends)
     torch.manual_seed(0)
     agent = BC(cfg, toy.OBS_DIM, toy.ACT_DIM, obs_mean=prep.obs_mean, obs_std=prep.obs_std)
     toy.train(agent, prep.arrays, 800, batch_size=cfg.batch_size, seed=0)

@@ -1,5 +1,6 @@
-"""O-DICE: the orthogonal-gradient update against autograd (float64), agreement with a re-creation of the official
-update step, variants, learning on the PointGoal toy problem, state-dict round trip, divergence path, configs."""
+"""O-DICE: the orthogonal-gradient update against autograd (float64), agreement with a re-creation of the
+official update step, variants, learning on the PointGoal toy problem, state-dict round trip, divergence
+path, configs."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ import torch
 
 from agents.base import config_from_dict, prepare_data
 from agents.bc import BC, BCConfig
-from agents.odice import TASK_KINDS, ODICE, ODICEConfig
+from agents.odice import ODICE, TASK_KINDS, ODICEConfig
 from suite.bench.agents_odice import OfficialODICE, _twin_to_ensemble_state, load_official_into
 from tests.agents import toy
 
@@ -59,7 +60,7 @@ def flat(grads):
 
 
 def expected_orthogonal_gradient(value, target, batch, lam, eta, gamma):
-    """g_f + (g_b − ⟨g_f, g_b⟩/max(‖g_f‖², 1e-10)·g_f) + ∇(1−λ)·mean V(s), by autograd on copies of the networks."""
+    """g_f + (g_b − ⟨g_f, g_b⟩/max(‖g_f‖², 1e-10)·g_f) + ∇(1−λ)·mean V(s), by autograd on a copy."""
     value = copy.deepcopy(value)
     params = list(value.parameters())
     s, s2, r = batch["observations"], batch["next_observations"], batch["rewards"]
@@ -68,7 +69,8 @@ def expected_orthogonal_gradient(value, target, batch, lam, eta, gamma):
         t_s, t_s2 = target(s).min(0).values, target(s2).min(0).values
     v_s = value(s)
     g_f = flat(torch.autograd.grad(lam * pearson_f_star(r + gamma * nd * t_s2 - v_s).mean(), params))
-    g_b = flat(torch.autograd.grad(lam * eta * pearson_f_star(r + gamma * nd * value(s2) - t_s).mean(), params))
+    loss_b = lam * eta * pearson_f_star(r + gamma * nd * value(s2) - t_s).mean()
+    g_b = flat(torch.autograd.grad(loss_b, params))
     g_v = flat(torch.autograd.grad((1 - lam) * value(s).mean(), params))
     coef = (g_f @ g_b) / max(float(g_f @ g_f), 1e-10)
     return g_f + (g_b - coef * g_f) + g_v, g_f, g_b
@@ -111,7 +113,7 @@ def test_orthogonal_with_eta_zero_equals_semi_gradient(float64):
         m_o, m_s = ortho.update(batch), semi.update(batch)
         torch.testing.assert_close(applied_gradient(ortho), applied_gradient(semi), rtol=1e-10, atol=1e-13)
         torch.testing.assert_close(m_o["policy_loss"], m_s["policy_loss"])
-    for a, b in zip(ortho.value.parameters(), semi.value.parameters()):
+    for a, b in zip(ortho.value.parameters(), semi.value.parameters(), strict=True):
         torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12)
 
 
@@ -132,7 +134,8 @@ def test_true_gradient_is_plain_full_gradient(float64):
 @pytest.mark.parametrize("f_divergence", ["pearson_chi2", "reverse_kl"])
 def test_matches_official_update_step(float64, gradient, f_divergence):
     """Several full updates (V, target, policy) agree with the re-creation of the official code."""
-    cfg = ODICEConfig(value_hidden=(16, 16), policy_hidden=(32, 32), gradient=gradient, f_divergence=f_divergence)
+    cfg = ODICEConfig(value_hidden=(16, 16), policy_hidden=(32, 32), gradient=gradient,
+                      f_divergence=f_divergence)
     torch.manual_seed(3)
     official = OfficialODICE(cfg, 5, 2)
     agent = ODICE(cfg, 5, 2)
@@ -174,7 +177,8 @@ def test_metrics_are_detached_scalars_and_actions_bounded():
 def test_act_normalises_observations_when_configured():
     torch.manual_seed(6)
     mean, std = torch.tensor([1.0, -2.0, 0.5, 3.0]), torch.tensor([2.0, 0.5, 1.0, 4.0])
-    agent = ODICE(replace(TINY, normalize_observations=True, policy_tanh_mean=True), 4, 2, obs_mean=mean, obs_std=std)
+    cfg = replace(TINY, normalize_observations=True, policy_tanh_mean=True)
+    agent = ODICE(cfg, 4, 2, obs_mean=mean, obs_std=std)
     obs = torch.randn(3, 4)
     torch.testing.assert_close(agent.act(obs), agent.policy.net((obs - mean) / std).clamp(-1, 1))
 
@@ -196,7 +200,8 @@ def test_state_dict_round_trip():
         for k in ma:
             assert torch.equal(ma[k], mb[k]), k
     assert torch.equal(a.act(obs), b.act(obs))
-    for (ka, va), (kb, vb) in zip(a.value_target.state_dict().items(), b.value_target.state_dict().items()):
+    targets = zip(a.value_target.state_dict().items(), b.value_target.state_dict().items(), strict=True)
+    for (ka, va), (kb, vb) in targets:
         assert ka == kb and torch.equal(va, vb)
 
 
@@ -239,7 +244,7 @@ def test_per_task_config_files():
 
 
 def test_learns_better_than_bc_on_mixed_data():
-    """On PointGoal with half expert, half random episodes, O-DICE's policy clearly beats BC's (same budget)."""
+    """PointGoal, half expert and half random episodes: O-DICE's policy clearly beats BC's (same budget)."""
     arrays, ends = toy.make_dataset(20, 20)
     steps, batch_size = 1200, 128
     cfg = ODICEConfig(value_hidden=(32, 32), policy_hidden=(32, 32), value_lr=1e-3, policy_lr=1e-3,
