@@ -165,6 +165,14 @@ def make_value(obs_dim: int, n: int, hidden: tuple[int, ...], layer_norm: bool) 
     return value
 
 
+def _adam(params: list[nn.Parameter], **kwargs) -> torch.optim.Adam:
+    """Adam with the fused kernel where this torch build has it for the parameters' device, else foreach."""
+    try:
+        return torch.optim.Adam(params, fused=True, **kwargs)
+    except (RuntimeError, TypeError, ValueError):
+        return torch.optim.Adam(params, foreach=True, **kwargs)
+
+
 # ------------------------------------------------------------------------------------------ agent
 class ODICE:
     """O-DICE agent: `update(batch)` does one V step (orthogonal / semi / true gradient), one EMA step of the
