@@ -282,6 +282,15 @@ def bench(what: Annotated[str, typer.Argument(help="solvers, agents, data or all
                 typer.echo(json.dumps(row))
 
 
+@app.command("study", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+def study(ctx: typer.Context):
+    """Sampler error against NFE on analytic tasks, with a PNG plot and fitted log-log slopes
+    (arguments go to `python -m generative.sampler_study`, e.g. --out results/ --tasks gmm-2d)."""
+    from generative.sampler_study import main as study_main
+
+    study_main(list(ctx.args))
+
+
 @app.command("validate")
 def validate(paths: Annotated[list[Path], typer.Argument(help="record.json files or directories of them")]):
     """Check run records for a leaderboard: status, provenance, task version and dataset checksum."""

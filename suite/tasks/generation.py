@@ -21,7 +21,8 @@ def _register_all() -> None:
     for name, (factory, desc) in ANALYTIC.items():
         register(TaskSpec(id=f"{name}-v0", kind="generation", description=desc, eval_episodes=0,
                           extra={"distribution": factory, "n_samples": 4096, "metric": "mmd2",
-                                 "lower_is_better": True}))
+                                 "lower_is_better": True,
+                                 "corrector_norm": "batch" if name == "gmm-2d" else "sample"}))
     for name, desc in IMAGES.items():
         register(TaskSpec(id=f"{name}-v0", kind="generation", description=desc, eval_episodes=0,
                           extra={"dataset": name, "n_samples": 1000, "metric": "fd_lenet", "lower_is_better": True}))
