@@ -44,7 +44,15 @@ from torch import nn
 from torch.func import functional_call
 
 from agents.base import BATCH_KEYS, REWARD_TRANSFORMS
-from agents.nets import EnsembleCritic, EnsembleLinear, ObsNormalizer, TanhGaussianPolicy, frozen_copy, soft_update
+from agents.nets import (
+    EnsembleCritic,
+    EnsembleLinear,
+    ObsNormalizer,
+    TanhGaussianPolicy,
+    frozen_copy,
+    fused_adam,
+    soft_update,
+)
 
 TASK_KINDS = ("offline-rl",)
 
@@ -223,14 +231,13 @@ class CQL:
         self.log_alpha_prime = nn.Parameter(torch.ones((), device=self.device))  # CORL starts it at 1.0
         self.target_entropy = -float(action_dim) if c.target_entropy is None else float(c.target_entropy)
         # one optimizer, one parameter group per CORL optimizer (unused groups get no gradient and stay put)
-        self.optim = torch.optim.Adam(
+        self.optim = fused_adam(
             [
                 {"params": list(self.actor.parameters()), "lr": c.actor_lr},
                 {"params": list(self.critic.parameters()), "lr": c.critic_lr},
                 {"params": [self.log_alpha], "lr": c.alpha_lr},
                 {"params": [self.log_alpha_prime], "lr": c.cql_lagrange_lr},
-            ],
-            fused=True,
+            ]
         )
         self.step = 0  # updates done (Python int)
 

@@ -16,9 +16,11 @@ Deviations
   This gives exactly CORL's update: in CORL the V step, the Q step and the policy step each use quantities
   computed before any of the three steps (V(s') and the advantage come from the V network before its step,
   the policy weights from the target Q), and no loss depends on parameters another loss updates.
-- From CORL: the twin critics are one batched `EnsembleCritic`, Adam is the fused implementation, metrics are
-  returned as detached tensors instead of `.item()` per loss, and the Gaussian log-density is written out
-  instead of building a `torch.distributions.Normal` each step. None of these changes the mathematics.
+- From CORL: the twin critics are one batched `EnsembleCritic`; one fused Adam with a parameter group per
+  network replaces CORL's three Adams (same per-parameter update); the actor's cosine learning rate is set in
+  closed form from the update counter (CORL's `CosineAnnealingLR` computes the same values recursively);
+  metrics are returned as detached tensors instead of `.item()` per loss; the Gaussian log-density is written
+  out instead of building a `torch.distributions.Normal` each step. None of these changes the mathematics.
 - From CORL: the policy's log-std is clamped to [−5, 2] as in the official IQL code (CORL clamps to [−20, 2]);
   `log_std_min` sets it.
 - From the paper: none beyond the official code's choices above (which are what the paper's numbers used).
@@ -31,10 +33,17 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
-from torch import nn
 
 from agents.base import BATCH_KEYS, REWARD_TRANSFORMS
-from agents.nets import EnsembleCritic, GaussianPolicy, ObsNormalizer, frozen_copy, mlp, soft_update
+from agents.nets import (
+    EnsembleCritic,
+    GaussianPolicy,
+    ObsNormalizer,
+    frozen_copy,
+    fused_adam,
+    mlp,
+    soft_update,
+)
 
 TASK_KINDS = ("offline-rl",)
 
@@ -129,13 +138,13 @@ class IQL:
             obs_dim, action_dim, c.hidden, tanh_mean=True, dropout=c.actor_dropout,
             log_std_min=c.log_std_min, log_std_max=c.log_std_max,
         ).to(self.device)
-        self.critic_optim = _adam(
-            [{"params": list(self.critic.parameters()), "lr": c.critic_lr},
-             {"params": list(self.value.parameters()), "lr": c.value_lr}]
-        )
-        self.actor_optim = _adam([{"params": list(self.actor.parameters()), "lr": c.actor_lr}])
-        self.actor_sched = (
-            torch.optim.lr_scheduler.CosineAnnealingLR(self.actor_optim, c.max_steps) if c.cosine_actor_lr else None
+        # one fused Adam, one parameter group per network (CORL: three Adams with the same settings)
+        self.optim = fused_adam(
+            [
+                {"params": list(self.critic.parameters()), "lr": c.critic_lr},
+                {"params": list(self.value.parameters()), "lr": c.value_lr},
+                {"params": list(self.actor.parameters()), "lr": c.actor_lr},
+            ]
         )
         self.step = 0  # updates done (Python int: no host sync)
 
@@ -158,13 +167,10 @@ class IQL:
         actor_loss = awr_actor_loss(gaussian_log_prob(mean, log_std, actions), adv, c.temperature, c.exp_adv_max)
 
         # the three losses share no parameters: one backward gives each network exactly its own gradient
-        self.critic_optim.zero_grad(set_to_none=True)
-        self.actor_optim.zero_grad(set_to_none=True)
+        self.optim.zero_grad(set_to_none=True)
         (value_loss + critic_loss + actor_loss).backward()
-        self.critic_optim.step()
-        self.actor_optim.step()
-        if self.actor_sched is not None:
-            self.actor_sched.step()
+        self.optim.param_groups[2]["lr"] = self.actor_lr(self.step)  # the actor's group
+        self.optim.step()
         soft_update(self.critic_target, self.critic, c.tau)
         self.step += 1
         return {
@@ -174,6 +180,14 @@ class IQL:
             "v_mean": v.detach().mean(),
             "adv_mean": adv.detach().mean(),
         }
+
+    def actor_lr(self, step: int) -> float:
+        """Policy learning rate of update `step` (0-based): cosine from actor_lr to 0 over max_steps (the closed
+        form of CORL's CosineAnnealingLR(T_max=max_steps) stepped once per update)."""
+        c = self.config
+        if not c.cosine_actor_lr:
+            return c.actor_lr
+        return c.actor_lr * 0.5 * (1.0 + math.cos(math.pi * step / c.max_steps))
 
     # ---- acting ----
 
@@ -197,9 +211,7 @@ class IQL:
             "critic_target": self.critic_target.state_dict(),
             "value": self.value.state_dict(),
             "actor": self.actor.state_dict(),
-            "critic_optim": self.critic_optim.state_dict(),
-            "actor_optim": self.actor_optim.state_dict(),
-            "actor_sched": self.actor_sched.state_dict() if self.actor_sched is not None else None,
+            "optim": self.optim.state_dict(),  # the actor's schedule is a function of `step`
             "obs_norm": self.obs_norm.state_dict(),
             "step": self.step,
         }
@@ -209,14 +221,7 @@ class IQL:
         self.critic_target.load_state_dict(state["critic_target"])
         self.value.load_state_dict(state["value"])
         self.actor.load_state_dict(state["actor"])
-        self.critic_optim.load_state_dict(state["critic_optim"])
-        self.actor_optim.load_state_dict(state["actor_optim"])
-        if self.actor_sched is not None:
-            self.actor_sched.load_state_dict(state["actor_sched"])
+        self.optim.load_state_dict(state["optim"])
         self.obs_norm.load_state_dict(state["obs_norm"])
         self.step = int(state["step"])
 
-
-def _adam(groups: list[dict[str, Any]]) -> torch.optim.Adam:
-    """Adam with the fused kernel (one call per parameter group, CPU and CUDA)."""
-    return torch.optim.Adam(groups, fused=True)

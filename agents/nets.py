@@ -242,3 +242,13 @@ def frozen_copy(module: nn.Module) -> nn.Module:
     for p in target.parameters():
         p.requires_grad_(False)
     return target
+
+
+def fused_adam(params, **kwargs) -> torch.optim.Adam:
+    """Adam with the fused kernel (one kernel per parameter group; CPU needs torch >= 2.4), falling back to the
+    multi-tensor (foreach) implementation where fused is not available for the parameters' device or dtype."""
+    params = list(params)
+    try:
+        return torch.optim.Adam(params, fused=True, **kwargs)
+    except RuntimeError:
+        return torch.optim.Adam(params, foreach=True, **kwargs)

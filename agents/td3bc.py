@@ -34,6 +34,7 @@ from agents.nets import (
     EnsembleLinear,
     ObsNormalizer,
     frozen_copy,
+    fused_adam,
     soft_update,
 )
 
@@ -127,8 +128,8 @@ class TD3BC:
         self.actor_target = frozen_copy(self.actor)
         self.critic = EnsembleCritic(obs_dim, action_dim, 2, c.hidden).to(self.device)
         self.critic_target = frozen_copy(self.critic)
-        self.actor_optim = torch.optim.Adam(self.actor.parameters(), lr=c.actor_lr, fused=True)
-        self.critic_optim = torch.optim.Adam(self.critic.parameters(), lr=c.critic_lr, fused=True)
+        self.actor_optim = fused_adam(self.actor.parameters(), lr=c.actor_lr)
+        self.critic_optim = fused_adam(self.critic.parameters(), lr=c.critic_lr)
         self.step = 0  # updates done (Python int: deciding on the delayed actor update needs no host sync)
         self._last_actor_loss = torch.zeros((), device=self.device)
 

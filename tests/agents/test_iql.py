@@ -110,7 +110,7 @@ def test_updates_match_corl_update_step():
         torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-9)
     for a, b in zip(agent.actor.parameters(), ref.actor.parameters()):
         torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-9)
-    assert agent.actor_optim.param_groups[0]["lr"] == pytest.approx(ref.actor_optimizer.param_groups[0]["lr"])
+    assert agent.actor_lr(agent.step) == pytest.approx(ref.actor_optimizer.param_groups[0]["lr"], rel=1e-12)
 
 
 def test_cosine_actor_schedule_and_metrics():
@@ -119,8 +119,9 @@ def test_cosine_actor_schedule_and_metrics():
     for t in range(5):
         metrics = agent.update(_batch(4, 2, seed=t))
     assert agent.step == 5
-    assert agent.actor_optim.param_groups[0]["lr"] == pytest.approx(0.5 * 3e-4)  # halfway down the cosine
-    assert agent.critic_optim.param_groups[0]["lr"] == pytest.approx(3e-4)  # Q and V keep theirs
+    assert agent.actor_lr(agent.step) == pytest.approx(0.5 * 3e-4)  # halfway down the cosine
+    assert agent.optim.param_groups[2]["lr"] == pytest.approx(agent.actor_lr(4))  # the lr the 5th update used
+    assert agent.optim.param_groups[0]["lr"] == agent.optim.param_groups[1]["lr"] == 3e-4  # Q and V keep theirs
     assert set(metrics) >= {"value_loss", "critic_loss", "actor_loss"}
     for v in metrics.values():
         assert isinstance(v, torch.Tensor) and v.dim() == 0 and not v.requires_grad and torch.isfinite(v)
@@ -160,7 +161,7 @@ def test_state_dict_round_trip_continues_identically():
             assert torch.equal(ma[k], mb[k]), k
     for sa, sb in zip(a.state_dict()["critic_target"].values(), b.state_dict()["critic_target"].values()):
         assert torch.equal(sa, sb)
-    assert a.actor_optim.param_groups[0]["lr"] == b.actor_optim.param_groups[0]["lr"]
+    assert a.optim.param_groups[2]["lr"] == b.optim.param_groups[2]["lr"]
     assert torch.equal(a.act(obs), b.act(obs))
 
 
