@@ -266,3 +266,12 @@ def test_learns_better_than_bc_on_mixed_data():
     gap = expert - rand
     assert r_odice > r_bc + 0.25 * gap, (r_odice, r_bc, rand, expert)
     assert r_odice > rand + 0.7 * gap, (r_odice, rand, expert)
+
+
+def test_benchmark_case_runs():
+    """Smoke test of the speed benchmark's case (no timing assertions: speed belongs to benchmarks)."""
+    from suite.bench.agents_odice import _batch, _case
+
+    gen = torch.Generator().manual_seed(0)
+    row = _case("orthogonal", 1, [_batch(11, 3, 32, gen) for _ in range(3)], blocks=1)
+    assert row["threads"] == 1 and row["ours_updates_per_s"] > 0 and row["official_updates_per_s"] > 0
