@@ -23,7 +23,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from .nets import DeterministicPolicy, GaussianPolicy, ObsNormalizer
+from .nets import DeterministicPolicy, GaussianPolicy, ObsNormalizer, fused_adam
 
 TASK_KINDS = ("offline-rl", "offline-il")
 POLICIES = ("deterministic", "gaussian")
@@ -63,7 +63,7 @@ class BC:
         else:
             self.policy = DeterministicPolicy(obs_dim, action_dim, c.hidden)
         self.policy.to(self.device)
-        self.optimizer = torch.optim.Adam(self.policy.parameters(), lr=c.lr, foreach=True)
+        self.optimizer = fused_adam(self.policy.parameters(), lr=c.lr)
 
     def loss(self, obs: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
         if self.config.policy == "gaussian":

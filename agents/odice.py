@@ -55,7 +55,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .nets import EnsembleValue, GaussianPolicy, ObsNormalizer, frozen_copy, soft_update
+from .nets import EnsembleValue, GaussianPolicy, ObsNormalizer, frozen_copy, fused_adam, soft_update
 
 TASK_KINDS = ("offline-rl", "offline-il")
 
@@ -165,14 +165,6 @@ def make_value(obs_dim: int, n: int, hidden: tuple[int, ...], layer_norm: bool) 
     return value
 
 
-def _adam(params: list[nn.Parameter], **kwargs) -> torch.optim.Adam:
-    """Adam with the fused kernel where this torch build has it for the parameters' device, else foreach."""
-    try:
-        return torch.optim.Adam(params, fused=True, **kwargs)
-    except (RuntimeError, TypeError, ValueError):
-        return torch.optim.Adam(params, foreach=True, **kwargs)
-
-
 # ------------------------------------------------------------------------------------------ agent
 class ODICE:
     """O-DICE agent: `update(batch)` does one V step (orthogonal / semi / true gradient), one EMA step of the
@@ -190,9 +182,9 @@ class ODICE:
                                      log_std_min=c.log_std_min, log_std_max=c.log_std_max).to(self.device)
         self._v_params = list(self.value.parameters())
         self._t_params = list(self.value_target.parameters())
-        self.v_optimizer = _adam(self._v_params, lr=c.value_lr)
-        self.policy_optimizer = _adam(list(self.policy.parameters()), lr=c.policy_lr,
-                                      weight_decay=c.policy_weight_decay)
+        self.v_optimizer = fused_adam(self._v_params, lr=c.value_lr)
+        self.policy_optimizer = fused_adam(self.policy.parameters(), lr=c.policy_lr,
+                                           weight_decay=c.policy_weight_decay)
         # One flat buffer per gradient (rows: g_f, g_b, ∇L_v) and one for the applied gradient, whose
         # per-parameter views are the parameters' .grad: combining is a few vector ops, no flattening.
         p0 = self._v_params[0]
