@@ -1,28 +1,27 @@
 """Conservative Q-learning (CQL-H, SAC-based) for offline RL: soft actor-critic whose critics also minimise
-logsumexp_a Q(s, a) − Q(s, a_data), the log-sum-exp estimated from uniform actions and current-policy actions with
-importance weights.
+logsumexp_a Q(s, a) − Q(s, a_data), the log-sum-exp estimated from uniform actions and current-policy actions
+with importance weights.
 
-Paper: Kumar, Zhou, Tucker, Levine, "Conservative Q-Learning for Offline Reinforcement Learning", NeurIPS 2020,
-https://arxiv.org/abs/2006.04779.
-Reference implementation we match: CORL `algorithms/offline/cql.py`, https://github.com/corl-team/CORL (itself
-a port of https://github.com/young-geng/CQL).
+Paper: Kumar, Zhou, Tucker, Levine, "Conservative Q-Learning for Offline Reinforcement Learning", NeurIPS
+2020, https://arxiv.org/abs/2006.04779. Reference implementation we match: CORL `algorithms/offline/cql.py`,
+https://github.com/corl-team/CORL (itself a port of https://github.com/young-geng/CQL).
 
-Defaults are CORL's MuJoCo settings: min-Q weight (`cql_alpha`) 10, 10 sampled actions of each kind, importance
-sampling on, Lagrange off, no max-backup, no entropy term in the backup, automatic entropy temperature with
-target −action_dim (its Adam uses the policy learning rate), Adam 3e-5 for the policy and 3e-4 for the critics,
-target EMA 5e-3 every update, γ = 0.99, batch 256, 256-256-256 critics with orthogonal initialisation (last
-layer gain 1e-2), a 256-256-256 tanh-Gaussian policy whose log-std is `multiplier·raw + offset` with learnable
-multiplier (1) and offset (−1), clamped to [−20, 2], and last layer initialised Xavier-uniform with gain 1e-2;
-observations standardised, rewards untouched.
+Defaults are CORL's MuJoCo settings: min-Q weight (`cql_alpha`) 10, 10 sampled actions of each kind,
+importance sampling on, Lagrange off, no max-backup, no entropy term in the backup, automatic entropy
+temperature with target −action_dim (its Adam uses the policy learning rate), Adam 3e-5 for the policy and
+3e-4 for the critics, target EMA 5e-3 every update, γ = 0.99, batch 256, 256-256-256 critics with orthogonal
+initialisation (last layer gain 1e-2), a 256-256-256 tanh-Gaussian policy whose log-std is `multiplier·raw +
+offset` with learnable multiplier (1) and offset (−1), clamped to [−20, 2], and last layer initialised
+Xavier-uniform with gain 1e-2; observations standardised, rewards untouched.
 
 Deviations
 - From the paper: as CORL (and young-geng/CQL): the importance-sampled estimator leaves the data action out of
   the log-sum-exp; the "next" policy actions are sampled at s' but evaluated at s; the target uses clipped
   double-Q without the entropy term; the Lagrange variant is optional and off.
-- From CORL, without changing the mathematics: twin critics are one batched `EnsembleCritic`, and every
-  Q(s, ·) of the penalty (data, uniform, current, next actions; both heads) is ONE batched forward pass; the
-  policy network is evaluated once per state and its k samples per state drawn from that one output (CORL runs
-  the network on k copies of each state, which gives the same distribution); the temperature, policy and
+- From CORL, without changing the mathematics: twin critics are one batched `EnsembleCritic`, and every critic
+  value the loss needs at s (data, uniform, current, next actions; both heads) is ONE batched forward pass;
+  the policy network is evaluated once per state and its k samples per state drawn from that one output (CORL
+  runs the network on k copies of each state, which gives the same distribution); the temperature, policy and
   critic losses take ONE backward pass (they use only pre-update quantities, so each parameter gets exactly
   CORL's gradient; the policy's Q(s, π(s)) uses detached critic weights, matching CORL where those critic
   gradients are discarded); one fused Adam with a parameter group per CORL optimizer; metrics are detached
@@ -103,7 +102,9 @@ class CQLConfig:
         object.__setattr__(self, "critic_hidden", tuple(int(h) for h in self.critic_hidden))
         object.__setattr__(self, "actor_hidden", tuple(int(h) for h in self.actor_hidden))
         if self.reward_transform not in REWARD_TRANSFORMS:
-            raise ValueError(f"reward_transform must be one of {REWARD_TRANSFORMS}, got {self.reward_transform!r}")
+            raise ValueError(
+                f"reward_transform must be one of {REWARD_TRANSFORMS}, got {self.reward_transform!r}"
+            )
         if self.cql_n_actions < 1 or self.target_update_period < 1:
             raise ValueError("cql_n_actions and target_update_period must be >= 1")
 
@@ -120,7 +121,9 @@ def tanh_gaussian_sample(mean: torch.Tensor, log_std: torch.Tensor, eps: torch.T
     return torch.tanh(u), log_prob
 
 
-def tanh_gaussian_log_prob(mean: torch.Tensor, log_std: torch.Tensor, actions: torch.Tensor, eps: float = 1e-6):
+def tanh_gaussian_log_prob(
+    mean: torch.Tensor, log_std: torch.Tensor, actions: torch.Tensor, eps: float = 1e-6
+):
     """log-density of given actions in [−1, 1] under the tanh-Gaussian (actions clipped to ±(1 − eps))."""
     u = torch.atanh(actions.clamp(-1.0 + eps, 1.0 - eps))
     z = (u - mean) * torch.exp(-log_std)
@@ -175,8 +178,9 @@ class CQLPolicy(nn.Module):
 
     def __init__(self, obs_dim: int, action_dim: int, c: CQLConfig):
         super().__init__()
-        self.base = TanhGaussianPolicy(obs_dim, action_dim, c.actor_hidden, log_std_min=c.log_std_min,
-                                       log_std_max=c.log_std_max)
+        self.base = TanhGaussianPolicy(
+            obs_dim, action_dim, c.actor_hidden, log_std_min=c.log_std_min, log_std_max=c.log_std_max
+        )
         last = self.base.trunk[-1]
         nn.init.xavier_uniform_(last.weight, gain=1e-2)
         nn.init.zeros_(last.bias)
@@ -186,7 +190,9 @@ class CQLPolicy(nn.Module):
 
     def mean_log_std(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         mean, raw = self.base.trunk(obs).chunk(2, dim=-1)
-        log_std = (self.log_std_multiplier * raw + self.log_std_offset).clamp(self.log_std_min, self.log_std_max)
+        log_std = (self.log_std_multiplier * raw + self.log_std_offset).clamp(
+            self.log_std_min, self.log_std_max
+        )
         return mean, log_std
 
     @torch.no_grad()
@@ -295,11 +301,15 @@ class CQL:
             # penalty actions: uniform, π(·|s) and π(·|s'), k of each per state, no gradient
             rand_a = torch.empty(b, k, a_dim, device=obs.device, dtype=obs.dtype).uniform_(-1.0, 1.0)
             cur_a, cur_lp = tanh_gaussian_sample(
-                mean.detach().unsqueeze(1), log_std.detach().unsqueeze(1),
-                torch.randn(b, k, a_dim, device=obs.device, dtype=obs.dtype))
+                mean.detach().unsqueeze(1),
+                log_std.detach().unsqueeze(1),
+                torch.randn(b, k, a_dim, device=obs.device, dtype=obs.dtype),
+            )
             next_pa, next_plp = tanh_gaussian_sample(
-                next_mean.unsqueeze(1), next_log_std.unsqueeze(1),
-                torch.randn(b, k, a_dim, device=obs.device, dtype=obs.dtype))
+                next_mean.unsqueeze(1),
+                next_log_std.unsqueeze(1),
+                torch.randn(b, k, a_dim, device=obs.device, dtype=obs.dtype),
+            )
 
         # every Q(s, ·) the critic loss needs, both heads, one batched pass: (n, B, 1 + 3k)
         m = 1 + 3 * k
@@ -308,13 +318,25 @@ class CQL:
         q_data = q_all[..., 0]
         q_rand, q_cur, q_next = q_all[..., 1:].split(k, dim=-1)
         td_loss = (q_data - td_target).square().mean(-1).sum()  # CORL: mse(Q1) + mse(Q2)
-        gap = cql_penalty(q_data, q_rand, q_next, q_cur, next_plp, cur_lp, action_dim=a_dim,
-                          temperature=c.cql_temp, importance_sample=c.cql_importance_sample,
-                          clip_min=c.cql_clip_diff_min, clip_max=c.cql_clip_diff_max)  # (n,)
+        gap = cql_penalty(
+            q_data,
+            q_rand,
+            q_next,
+            q_cur,
+            next_plp,
+            cur_lp,
+            action_dim=a_dim,
+            temperature=c.cql_temp,
+            importance_sample=c.cql_importance_sample,
+            clip_min=c.cql_clip_diff_min,
+            clip_max=c.cql_clip_diff_max,
+        )  # (n,)
         if c.cql_lagrange:
             alpha_prime = self.log_alpha_prime.exp().clamp(0.0, 1e6)
             penalty = (alpha_prime.detach() * c.cql_alpha * (gap - c.cql_target_action_gap)).sum()
-            alpha_prime_loss = -0.5 * (alpha_prime * c.cql_alpha * (gap.detach() - c.cql_target_action_gap)).sum()
+            alpha_prime_loss = (
+                -0.5 * (alpha_prime * c.cql_alpha * (gap.detach() - c.cql_target_action_gap)).sum()
+            )
             out["alpha_prime"], out["alpha_prime_loss"] = alpha_prime.detach(), alpha_prime_loss
         else:
             penalty = c.cql_alpha * gap.sum()
@@ -325,10 +347,21 @@ class CQL:
         if alpha_prime_loss is not None:
             total = total + alpha_prime_loss
         out.update(
-            total=total, policy_loss=policy_loss, alpha_loss=alpha_loss, critic_loss=critic_loss, td_loss=td_loss,
-            cql_gap=gap, alpha=alpha, log_pi=log_pi, q_data=q_data, td_target=td_target,
-            random_actions=rand_a, current_actions=cur_a, current_log_pi=cur_lp,
-            next_actions=next_pa, next_log_pi=next_plp,
+            total=total,
+            policy_loss=policy_loss,
+            alpha_loss=alpha_loss,
+            critic_loss=critic_loss,
+            td_loss=td_loss,
+            cql_gap=gap,
+            alpha=alpha,
+            log_pi=log_pi,
+            q_data=q_data,
+            td_target=td_target,
+            random_actions=rand_a,
+            current_actions=cur_a,
+            current_log_pi=cur_lp,
+            next_actions=next_pa,
+            next_log_pi=next_plp,
         )
         return out
 

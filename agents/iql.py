@@ -8,14 +8,14 @@ Reference implementation we match: CORL `algorithms/offline/iql.py`, https://git
 Defaults are the paper's / CORL's MuJoCo settings: expectile 0.7, temperature β = 3, advantage weights
 exp(β·A) clipped at 100, 256-256 MLPs, Adam 3e-4 for Q, V and π, cosine decay of the policy's learning rate
 over the whole run, target-Q EMA 0.005, γ = 0.99, batch 256, rewards scaled by 1000 / (max − min episode
-return), observations standardised with the dataset's statistics (CORL). AntMaze uses expectile 0.9,
-β = 10 and rewards r − 1 (`agents/configs/iql/antmaze-*.json`).
+return), observations standardised with the dataset's statistics (CORL). AntMaze uses expectile 0.9, β = 10
+and rewards r − 1 (`agents/configs/iql/antmaze-*.json`).
 
 Deviations
-- From CORL: the three losses are summed and take ONE backward pass and one optimizer step per optimizer.
-  This gives exactly CORL's update: in CORL the V step, the Q step and the policy step each use quantities
-  computed before any of the three steps (V(s') and the advantage come from the V network before its step,
-  the policy weights from the target Q), and no loss depends on parameters another loss updates.
+- From CORL: the three losses are summed and take ONE backward pass and ONE optimizer step. This gives exactly
+  CORL's update: in CORL the V step, the Q step and the policy step each use quantities computed before any of
+  the three steps (V(s') and the advantage come from the V network before its step, the policy's advantage
+  weights from the target Q), and no loss depends on parameters another loss updates.
 - From CORL: the twin critics are one batched `EnsembleCritic`; one fused Adam with a parameter group per
   network replaces CORL's three Adams (same per-parameter update); the actor's cosine learning rate is set in
   closed form from the update counter (CORL's `CosineAnnealingLR` computes the same values recursively);
@@ -64,7 +64,9 @@ class IQLConfig:
     cosine_actor_lr: bool = True  # cosine decay of the policy's learning rate over max_steps (paper, CORL)
     hidden: tuple[int, ...] = (256, 256)  # hidden sizes of the policy, of each Q and of V
     actor_dropout: float | None = None  # dropout in the policy MLP (0.1 on Kitchen/Adroit in the paper)
-    log_std_min: float = -5.0  # lower clamp of the policy's state-independent log-std (official code; CORL −20)
+    log_std_min: float = (
+        -5.0
+    )  # lower clamp of the policy's state-independent log-std (official code; CORL −20)
     log_std_max: float = 2.0  # upper clamp of the log-std
     normalize_observations: bool = True  # standardise observations with dataset mean/std (CORL)
     reward_transform: str = "return_range"  # see agents.base.REWARD_TRANSFORMS ("antmaze" on AntMaze)
@@ -75,7 +77,9 @@ class IQLConfig:
     def __post_init__(self):
         object.__setattr__(self, "hidden", tuple(int(h) for h in self.hidden))
         if self.reward_transform not in REWARD_TRANSFORMS:
-            raise ValueError(f"reward_transform must be one of {REWARD_TRANSFORMS}, got {self.reward_transform!r}")
+            raise ValueError(
+                f"reward_transform must be one of {REWARD_TRANSFORMS}, got {self.reward_transform!r}"
+            )
         if not 0.0 < self.expectile < 1.0:
             raise ValueError(f"expectile must be in (0, 1), got {self.expectile}")
 
@@ -100,7 +104,9 @@ def gaussian_log_prob(mean: torch.Tensor, log_std: torch.Tensor, actions: torch.
     return (-0.5 * z.square() - log_std).sum(-1) - mean.shape[-1] * _HALF_LOG_2PI
 
 
-def awr_actor_loss(log_prob: torch.Tensor, adv: torch.Tensor, temperature: float, max_weight: float) -> torch.Tensor:
+def awr_actor_loss(
+    log_prob: torch.Tensor, adv: torch.Tensor, temperature: float, max_weight: float
+) -> torch.Tensor:
     """Advantage-weighted regression: −mean(min(exp(β·A), max) · log π(a|s))."""
     return -(advantage_weights(adv, temperature, max_weight) * log_prob).mean()
 
@@ -135,8 +141,13 @@ class IQL:
         self.critic_target = frozen_copy(self.critic)
         self.value = mlp(obs_dim, 1, c.hidden).to(self.device)
         self.actor = GaussianPolicy(
-            obs_dim, action_dim, c.hidden, tanh_mean=True, dropout=c.actor_dropout,
-            log_std_min=c.log_std_min, log_std_max=c.log_std_max,
+            obs_dim,
+            action_dim,
+            c.hidden,
+            tanh_mean=True,
+            dropout=c.actor_dropout,
+            log_std_min=c.log_std_min,
+            log_std_max=c.log_std_max,
         ).to(self.device)
         # one fused Adam, one parameter group per network (CORL: three Adams with the same settings)
         self.optim = fused_adam(
@@ -164,7 +175,9 @@ class IQL:
         critic_loss = q_regression_loss(q, q_target)
         mean = self.actor.net(obs)
         log_std = self.actor.log_std.clamp(c.log_std_min, c.log_std_max)
-        actor_loss = awr_actor_loss(gaussian_log_prob(mean, log_std, actions), adv, c.temperature, c.exp_adv_max)
+        actor_loss = awr_actor_loss(
+            gaussian_log_prob(mean, log_std, actions), adv, c.temperature, c.exp_adv_max
+        )
 
         # the three losses share no parameters: one backward gives each network exactly its own gradient
         self.optim.zero_grad(set_to_none=True)
@@ -182,8 +195,8 @@ class IQL:
         }
 
     def actor_lr(self, step: int) -> float:
-        """Policy learning rate of update `step` (0-based): cosine from actor_lr to 0 over max_steps (the closed
-        form of CORL's CosineAnnealingLR(T_max=max_steps) stepped once per update)."""
+        """Policy learning rate of update `step` (0-based): cosine from actor_lr to 0 over max_steps (the
+        closed form of CORL's CosineAnnealingLR(T_max=max_steps) stepped once per update)."""
         c = self.config
         if not c.cosine_actor_lr:
             return c.actor_lr
@@ -224,4 +237,3 @@ class IQL:
         self.optim.load_state_dict(state["optim"])
         self.obs_norm.load_state_dict(state["obs_norm"])
         self.step = int(state["step"])
-

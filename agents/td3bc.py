@@ -2,8 +2,8 @@
 actor maximises λ·Q(s, π(s)) − (π(s) − a)² with λ = α / mean|Q| (no gradient through λ).
 
 Paper: Fujimoto & Gu, "A Minimalist Approach to Offline Reinforcement Learning", NeurIPS 2021,
-https://arxiv.org/abs/2106.06860 (official code: https://github.com/sfujim/TD3_BC).
-Reference implementation we match: CORL `algorithms/offline/td3_bc.py`, https://github.com/corl-team/CORL.
+https://arxiv.org/abs/2106.06860 (official code: https://github.com/sfujim/TD3_BC). Reference implementation
+we match: CORL `algorithms/offline/td3_bc.py`, https://github.com/corl-team/CORL.
 
 Defaults are the paper's MuJoCo settings (same in CORL): α = 2.5, policy noise 0.2 clipped at 0.5, actor and
 target updates every 2nd critic update, τ = 0.005, γ = 0.99, Adam 3e-4 for actor and critics, 256-256 MLPs,
@@ -12,11 +12,11 @@ batch 256, observations standardised with the dataset's mean and std (eps 1e-3),
 Deviations
 - From CORL / the paper: the twin critics are one batched `EnsembleCritic` with one Adam (fused kernel); per
   parameter this is the same as CORL's two critics with one Adam each. Metrics are detached tensors (no
-  `.item()`). The actor's Q1(s, π(s)) is evaluated with the critic's weights detached, so its backward computes
-  no critic-weight gradients that CORL computes and then discards (critic grads are zeroed before each critic
-  step). None of these changes the updates.
-- The delayed actor update counts updates with a Python int (`step`, saved in the state dict): the actor,
-  the target actor and the target critics move on updates 2, 4, 6, … (1-based), as in CORL and the paper.
+  `.item()`). The actor's Q1(s, π(s)) is evaluated with the critic's weights detached, so its backward
+  computes no critic-weight gradients that CORL computes and then discards (critic grads are zeroed before
+  each critic step). None of these changes the updates.
+- The delayed actor update counts updates with a Python int (`step`, saved in the state dict): the actor, the
+  target actor and the target critics move on updates 2, 4, 6, … (1-based), as in CORL and the paper.
   `actor_loss` in the metrics is the most recent actor loss (0 before the first actor update).
 """
 
@@ -47,14 +47,18 @@ class TD3BCConfig:
     discount: float = 0.99  # γ
     tau: float = 0.005  # EMA rate of the target actor and target critics (applied on actor updates)
     alpha: float = 2.5  # α in λ = α / mean|Q|: weight of the Q term against behaviour cloning
-    policy_noise: float = 0.2  # std of the Gaussian noise added to the target action (target policy smoothing)
+    policy_noise: float = (
+        0.2  # std of the Gaussian noise added to the target action (target policy smoothing)
+    )
     noise_clip: float = 0.5  # the target-action noise is clipped to [−noise_clip, noise_clip]
     policy_freq: int = 2  # the actor and the targets are updated every policy_freq critic updates
     actor_lr: float = 3e-4  # Adam learning rate of the actor
     critic_lr: float = 3e-4  # Adam learning rate of the twin critics
     hidden: tuple[int, ...] = (256, 256)  # hidden sizes of the actor and of each critic
     normalize_observations: bool = True  # standardise observations with dataset mean/std (paper, CORL)
-    reward_transform: str = "none"  # see agents.base.REWARD_TRANSFORMS (the paper leaves MuJoCo rewards as is)
+    reward_transform: str = (
+        "none"  # see agents.base.REWARD_TRANSFORMS (the paper leaves MuJoCo rewards as is)
+    )
     max_steps: int = 1_000_000  # gradient updates in a run
     eval_every: int = 5000  # updates between evaluations
     eval_episodes: int = 10  # episodes per evaluation
@@ -62,7 +66,9 @@ class TD3BCConfig:
     def __post_init__(self):
         object.__setattr__(self, "hidden", tuple(int(h) for h in self.hidden))
         if self.reward_transform not in REWARD_TRANSFORMS:
-            raise ValueError(f"reward_transform must be one of {REWARD_TRANSFORMS}, got {self.reward_transform!r}")
+            raise ValueError(
+                f"reward_transform must be one of {REWARD_TRANSFORMS}, got {self.reward_transform!r}"
+            )
         if self.policy_freq < 1:
             raise ValueError(f"policy_freq must be >= 1, got {self.policy_freq}")
 
@@ -70,7 +76,9 @@ class TD3BCConfig:
 # ---- losses (pure functions) ----
 
 
-def smoothed_target_actions(target_actions: torch.Tensor, noise: torch.Tensor, noise_clip: float) -> torch.Tensor:
+def smoothed_target_actions(
+    target_actions: torch.Tensor, noise: torch.Tensor, noise_clip: float
+) -> torch.Tensor:
     """Target policy smoothing: clip(π'(s') + clip(noise, ±noise_clip), −1, 1); `noise` is already scaled by
     the policy-noise std."""
     return (target_actions + noise.clamp(-noise_clip, noise_clip)).clamp(-1.0, 1.0)
@@ -86,13 +94,17 @@ def critic_loss(q: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     return (q - target).square().mean(1).sum()
 
 
-def actor_loss(q1: torch.Tensor, policy_actions: torch.Tensor, actions: torch.Tensor, alpha: float) -> torch.Tensor:
+def actor_loss(
+    q1: torch.Tensor, policy_actions: torch.Tensor, actions: torch.Tensor, alpha: float
+) -> torch.Tensor:
     """−λ·mean Q1(s, π(s)) + mean (π(s) − a)² with λ = α / mean|Q1| treated as a constant."""
     lmbda = alpha / q1.abs().mean().detach()
     return -lmbda * q1.mean() + (policy_actions - actions).square().mean()
 
 
-def critic_head(critic: EnsembleCritic, obs: torch.Tensor, action: torch.Tensor, index: int = 0) -> torch.Tensor:
+def critic_head(
+    critic: EnsembleCritic, obs: torch.Tensor, action: torch.Tensor, index: int = 0
+) -> torch.Tensor:
     """Q_index(s, a) -> (B,) with the critic's weights detached: gradients reach only the inputs."""
     x = torch.cat([obs, action], dim=-1)
     for layer in critic.net.net:
@@ -156,7 +168,11 @@ class TD3BC:
             soft_update(self.critic_target, self.critic, c.tau)
             soft_update(self.actor_target, self.actor, c.tau)
             self._last_actor_loss = loss_pi.detach()
-        return {"critic_loss": loss_q.detach(), "actor_loss": self._last_actor_loss, "q_mean": q.detach().mean()}
+        return {
+            "critic_loss": loss_q.detach(),
+            "actor_loss": self._last_actor_loss,
+            "q_mean": q.detach().mean(),
+        }
 
     @torch.no_grad()
     def act(self, obs: torch.Tensor) -> torch.Tensor:

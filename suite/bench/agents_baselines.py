@@ -9,8 +9,8 @@ agents against (`load_corl_iql` / `load_corl_td3bc` copy a reference's weights i
 
 `run(quick)` times each agent and its reference on random hopper-shaped batches (obs 11, act 3, batch 256,
 CORL's networks) in the same process with `torch.set_num_threads(2)`, alternating timing blocks so that load
-from other processes hits both alike; it reports updates/s (median over blocks) and the speed-up (median of the
-per-block ratios). `python -m suite.bench.agents_baselines [--quick]` prints one JSON line per agent.
+from other processes hits both alike; it reports updates/s (median over blocks) and the speed-up (median of
+the per-block ratios). `python -m suite.bench.agents_baselines [--quick]` prints one JSON line per agent.
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ from agents.td3bc import TD3BC, TD3BCConfig
 OBS_DIM, ACT_DIM, BATCH = 11, 3, 256  # hopper
 
 
-# ------------------------------------------------------------------------------------------- CORL re-creations
+# ---------------------------------------------------------------------------------- CORL re-creations
 def _corl_mlp(dims: list[int], output_activation=None) -> nn.Sequential:
     layers: list[nn.Module] = []
     for i in range(len(dims) - 2):
@@ -47,7 +47,7 @@ def _corl_mlp(dims: list[int], output_activation=None) -> nn.Sequential:
 
 
 def _corl_soft_update(target: nn.Module, source: nn.Module, tau: float) -> None:
-    for tp, sp in zip(target.parameters(), source.parameters()):
+    for tp, sp in zip(target.parameters(), source.parameters(), strict=True):
         tp.data.copy_((1 - tau) * tp.data + tau * sp.data)
 
 
@@ -139,7 +139,10 @@ class CorlTD3BC:
         self.actor_target = copy.deepcopy(self.actor)
         self.critic_1 = _corl_mlp([obs_dim + act_dim, *([h] * n), 1])
         self.critic_2 = _corl_mlp([obs_dim + act_dim, *([h] * n), 1])
-        self.critic_1_target, self.critic_2_target = copy.deepcopy(self.critic_1), copy.deepcopy(self.critic_2)
+        self.critic_1_target, self.critic_2_target = (
+            copy.deepcopy(self.critic_1),
+            copy.deepcopy(self.critic_2),
+        )
         self.actor_optimizer = torch.optim.Adam(self.actor.parameters(), lr=c.actor_lr)
         self.critic_1_optimizer = torch.optim.Adam(self.critic_1.parameters(), lr=c.critic_lr)
         self.critic_2_optimizer = torch.optim.Adam(self.critic_2.parameters(), lr=c.critic_lr)
@@ -157,8 +160,10 @@ class CorlTD3BC:
         with torch.no_grad():
             noise = (torch.randn_like(action) * c.policy_noise).clamp(-c.noise_clip, c.noise_clip)
             next_action = (self.actor_target(next_state) + noise).clamp(-1.0, 1.0)
-            target_q = torch.min(self._q(self.critic_1_target, next_state, next_action),
-                                 self._q(self.critic_2_target, next_state, next_action))
+            target_q = torch.min(
+                self._q(self.critic_1_target, next_state, next_action),
+                self._q(self.critic_2_target, next_state, next_action),
+            )
             target_q = reward + not_done * c.discount * target_q
         current_q1 = self._q(self.critic_1, state, action)
         current_q2 = self._q(self.critic_2, state, action)
@@ -194,8 +199,9 @@ class _Scalar(nn.Module):
 
 
 class CorlCQLPolicy(nn.Module):
-    def __init__(self, obs_dim: int, act_dim: int, hidden=(256, 256, 256), log_std_multiplier=1.0,
-                 log_std_offset=-1.0):
+    def __init__(
+        self, obs_dim: int, act_dim: int, hidden=(256, 256, 256), log_std_multiplier=1.0, log_std_offset=-1.0
+    ):
         super().__init__()
         self.act_dim = act_dim
         self.base_network = _corl_mlp([obs_dim, *hidden, 2 * act_dim])
@@ -248,7 +254,10 @@ class CorlCQL:
         c = self.config = config
         self.critic_1 = CorlQ(obs_dim, act_dim, c.critic_hidden, c.orthogonal_init)
         self.critic_2 = CorlQ(obs_dim, act_dim, c.critic_hidden, c.orthogonal_init)
-        self.target_critic_1, self.target_critic_2 = copy.deepcopy(self.critic_1), copy.deepcopy(self.critic_2)
+        self.target_critic_1, self.target_critic_2 = (
+            copy.deepcopy(self.critic_1),
+            copy.deepcopy(self.critic_2),
+        )
         self.actor = CorlCQLPolicy(obs_dim, act_dim, c.actor_hidden, c.log_std_multiplier, c.log_std_offset)
         self.critic_1_optimizer = torch.optim.Adam(self.critic_1.parameters(), c.critic_lr)
         self.critic_2_optimizer = torch.optim.Adam(self.critic_2.parameters(), c.critic_lr)
@@ -268,15 +277,23 @@ class CorlCQL:
         alpha = self.log_alpha().exp() * c.alpha_multiplier
         q_new = torch.min(self.critic_1(obs, new_actions), self.critic_2(obs, new_actions))
         policy_loss = (alpha * log_pi - q_new).mean()
-        log = dict(log_pi=log_pi.mean().item(), policy_loss=policy_loss.item(), alpha_loss=alpha_loss.item(),
-                   alpha=alpha.item())
+        log = dict(
+            log_pi=log_pi.mean().item(),
+            policy_loss=policy_loss.item(),
+            alpha_loss=alpha_loss.item(),
+            alpha=alpha.item(),
+        )
         # Q loss
         q1_predicted, q2_predicted = self.critic_1(obs, actions), self.critic_2(obs, actions)
         new_next_actions, next_log_pi = self.actor(next_obs)
-        target_q_values = torch.min(self.target_critic_1(next_obs, new_next_actions),
-                                    self.target_critic_2(next_obs, new_next_actions)).unsqueeze(-1)
+        target_q_values = torch.min(
+            self.target_critic_1(next_obs, new_next_actions), self.target_critic_2(next_obs, new_next_actions)
+        ).unsqueeze(-1)
         td_target = (rewards + (1.0 - dones) * c.discount * target_q_values.detach()).squeeze(-1)
-        qf1_loss, qf2_loss = F.mse_loss(q1_predicted, td_target.detach()), F.mse_loss(q2_predicted, td_target.detach())
+        qf1_loss, qf2_loss = (
+            F.mse_loss(q1_predicted, td_target.detach()),
+            F.mse_loss(q2_predicted, td_target.detach()),
+        )
         b, a_dim, k = actions.shape[0], actions.shape[-1], c.cql_n_actions
         cql_random_actions = actions.new_empty((b, k, a_dim), requires_grad=False).uniform_(-1, 1)
         cql_current_actions, cql_current_log_pis = self.actor(obs, repeat=k)
@@ -290,8 +307,12 @@ class CorlCQL:
         cat_q2 = torch.cat([q2_rand, q2_predicted.unsqueeze(1), q2_next, q2_cur], dim=1)
         std_q1, std_q2 = torch.std(cat_q1, dim=1), torch.std(cat_q2, dim=1)
         random_density = np.log(0.5**a_dim)
-        cat_q1 = torch.cat([q1_rand - random_density, q1_next - cql_next_log_pis, q1_cur - cql_current_log_pis], 1)
-        cat_q2 = torch.cat([q2_rand - random_density, q2_next - cql_next_log_pis, q2_cur - cql_current_log_pis], 1)
+        cat_q1 = torch.cat(
+            [q1_rand - random_density, q1_next - cql_next_log_pis, q1_cur - cql_current_log_pis], 1
+        )
+        cat_q2 = torch.cat(
+            [q2_rand - random_density, q2_next - cql_next_log_pis, q2_cur - cql_current_log_pis], 1
+        )
         qf1_ood = torch.logsumexp(cat_q1 / c.cql_temp, dim=1) * c.cql_temp
         qf2_ood = torch.logsumexp(cat_q2 / c.cql_temp, dim=1) * c.cql_temp
         lo = -np.inf if c.cql_clip_diff_min is None else c.cql_clip_diff_min  # CORL's defaults are ±inf
@@ -300,14 +321,25 @@ class CorlCQL:
         qf2_diff = torch.clamp(qf2_ood - q2_predicted, lo, hi).mean()
         min_qf1_loss, min_qf2_loss = qf1_diff * c.cql_alpha, qf2_diff * c.cql_alpha
         qf_loss = qf1_loss + qf2_loss + min_qf1_loss + min_qf2_loss
-        log.update(qf1_loss=qf1_loss.item(), qf2_loss=qf2_loss.item(), average_qf1=q1_predicted.mean().item(),
-                   average_qf2=q2_predicted.mean().item(), average_target_q=target_q_values.mean().item(),
-                   cql_std_q1=std_q1.mean().item(), cql_std_q2=std_q2.mean().item(),
-                   cql_q1_rand=q1_rand.mean().item(), cql_q2_rand=q2_rand.mean().item(),
-                   cql_min_qf1_loss=min_qf1_loss.mean().item(), cql_min_qf2_loss=min_qf2_loss.mean().item(),
-                   cql_qf1_diff=qf1_diff.mean().item(), cql_qf2_diff=qf2_diff.mean().item(),
-                   cql_q1_current_actions=q1_cur.mean().item(), cql_q2_current_actions=q2_cur.mean().item(),
-                   cql_q1_next_actions=q1_next.mean().item(), cql_q2_next_actions=q2_next.mean().item())
+        log.update(
+            qf1_loss=qf1_loss.item(),
+            qf2_loss=qf2_loss.item(),
+            average_qf1=q1_predicted.mean().item(),
+            average_qf2=q2_predicted.mean().item(),
+            average_target_q=target_q_values.mean().item(),
+            cql_std_q1=std_q1.mean().item(),
+            cql_std_q2=std_q2.mean().item(),
+            cql_q1_rand=q1_rand.mean().item(),
+            cql_q2_rand=q2_rand.mean().item(),
+            cql_min_qf1_loss=min_qf1_loss.mean().item(),
+            cql_min_qf2_loss=min_qf2_loss.mean().item(),
+            cql_qf1_diff=qf1_diff.mean().item(),
+            cql_qf2_diff=qf2_diff.mean().item(),
+            cql_q1_current_actions=q1_cur.mean().item(),
+            cql_q2_current_actions=q2_cur.mean().item(),
+            cql_q1_next_actions=q1_next.mean().item(),
+            cql_q2_next_actions=q2_next.mean().item(),
+        )
         self.alpha_optimizer.zero_grad()
         alpha_loss.backward()
         self.alpha_optimizer.step()
@@ -324,11 +356,13 @@ class CorlCQL:
         return log
 
 
-# ------------------------------------------------------------------------------- weights: CORL -> batched agent
-def _pair_to_ensemble(m1: nn.Sequential, m2: nn.Sequential, prefix: str = "net.net.") -> dict[str, torch.Tensor]:
+# ---------------------------------------------------------------------- weights: CORL -> batched agent
+def _pair_to_ensemble(
+    m1: nn.Sequential, m2: nn.Sequential, prefix: str = "net.net."
+) -> dict[str, torch.Tensor]:
     """State dict of an `EnsembleMLP`-backed module holding two `nn.Sequential` MLPs' weights."""
     out: dict[str, torch.Tensor] = {}
-    for i, (l1, l2) in enumerate(zip(m1, m2)):
+    for i, (l1, l2) in enumerate(zip(m1, m2, strict=True)):
         if isinstance(l1, nn.Linear):
             out[f"{prefix}{i}.weight"] = torch.stack([l1.weight.T, l2.weight.T]).detach().clone()
             out[f"{prefix}{i}.bias"] = torch.stack([l1.bias, l2.bias]).unsqueeze(1).detach().clone()
@@ -382,7 +416,7 @@ def compare(fast_update, ref_update, *, blocks: int, per_block: int, warmup: int
         order = [(fast_update, fast), (ref_update, ref)]
         for fn, out in order if b % 2 == 0 else order[::-1]:
             out.append(_time_block(fn, batches, per_block))
-    ratios = [r / f for f, r in zip(fast, ref)]
+    ratios = [r / f for f, r in zip(fast, ref, strict=True)]
     return {
         "updates_per_s": 1.0 / statistics.median(fast),
         "reference_updates_per_s": 1.0 / statistics.median(ref),
@@ -411,8 +445,14 @@ def run(quick: bool = False) -> list[dict]:
         for name, agent, ref, ref_name in cases:
             # CQL is several times slower per update: fewer updates per block keep the run short
             pb = max(per_block // 4, 3) if name == "cql" else per_block
-            row = {"agent": name, "reference": ref_name, "batch": BATCH, "obs_dim": OBS_DIM, "act_dim": ACT_DIM,
-                   "threads": torch.get_num_threads()}
+            row = {
+                "agent": name,
+                "reference": ref_name,
+                "batch": BATCH,
+                "obs_dim": OBS_DIM,
+                "act_dim": ACT_DIM,
+                "threads": torch.get_num_threads(),
+            }
             row.update(compare(agent.update, ref.update, blocks=blocks, per_block=pb))
             results.append(row)
         return results

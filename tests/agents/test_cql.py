@@ -64,8 +64,12 @@ def test_tanh_gaussian_densities_match_torch_distributions():
     torch.testing.assert_close(a, torch.tanh(mean + log_std.exp() * eps), rtol=1e-14, atol=1e-14)
     torch.testing.assert_close(lp, _corl_dist(mean, log_std).log_prob(a).sum(-1), rtol=1e-8, atol=1e-8)
     data = torch.rand(5, 7, 3, generator=g, dtype=torch.float64) * 1.8 - 0.9
-    torch.testing.assert_close(tanh_gaussian_log_prob(mean, log_std, data),
-                               _corl_dist(mean, log_std).log_prob(data).sum(-1), rtol=1e-10, atol=1e-10)
+    torch.testing.assert_close(
+        tanh_gaussian_log_prob(mean, log_std, data),
+        _corl_dist(mean, log_std).log_prob(data).sum(-1),
+        rtol=1e-10,
+        atol=1e-10,
+    )
 
 
 def test_penalty_with_sampled_actions_matches_direct_computation():
@@ -83,10 +87,18 @@ def test_penalty_with_sampled_actions_matches_direct_computation():
     with torch.no_grad():
         m, ls = agent.actor.mean_log_std(obs)
         nm, nls = agent.actor.mean_log_std(nxt)
-    torch.testing.assert_close(out["current_log_pi"], _corl_dist(m.unsqueeze(1), ls.unsqueeze(1)).log_prob(
-        cur_a).sum(-1), rtol=1e-6, atol=1e-6)
-    torch.testing.assert_close(out["next_log_pi"], _corl_dist(nm.unsqueeze(1), nls.unsqueeze(1)).log_prob(
-        next_a).sum(-1), rtol=1e-6, atol=1e-6)
+    torch.testing.assert_close(
+        out["current_log_pi"],
+        _corl_dist(m.unsqueeze(1), ls.unsqueeze(1)).log_prob(cur_a).sum(-1),
+        rtol=1e-6,
+        atol=1e-6,
+    )
+    torch.testing.assert_close(
+        out["next_log_pi"],
+        _corl_dist(nm.unsqueeze(1), nls.unsqueeze(1)).log_prob(next_a).sum(-1),
+        rtol=1e-6,
+        atol=1e-6,
+    )
 
     log_uniform = 2 * math.log(0.5)
     with torch.no_grad():
@@ -94,17 +106,21 @@ def test_penalty_with_sampled_actions_matches_direct_computation():
             gaps = []
             for i in range(16):
                 s = obs[i].expand(k, -1)  # every penalty action is evaluated at s (CORL, young-geng/CQL)
-                terms = torch.cat([
-                    critic_head(agent.critic, s, rand_a[i], head) - log_uniform,
-                    critic_head(agent.critic, s, next_a[i], head) - out["next_log_pi"][i],
-                    critic_head(agent.critic, s, cur_a[i], head) - out["current_log_pi"][i],
-                ])
+                terms = torch.cat(
+                    [
+                        critic_head(agent.critic, s, rand_a[i], head) - log_uniform,
+                        critic_head(agent.critic, s, next_a[i], head) - out["next_log_pi"][i],
+                        critic_head(agent.critic, s, cur_a[i], head) - out["current_log_pi"][i],
+                    ]
+                )
                 lse = math.log(sum(math.exp(t) for t in terms.tolist()))
-                q_data = critic_head(agent.critic, obs[i:i + 1], batch["actions"][i:i + 1], head).item()
+                q_data = critic_head(agent.critic, obs[i : i + 1], batch["actions"][i : i + 1], head).item()
                 gaps.append(lse - q_data)
             assert out["cql_gap"][head].item() == pytest.approx(np.mean(gaps), rel=1e-10, abs=1e-10)
     td = out["td_loss"].item()
-    assert out["critic_loss"].item() == pytest.approx(td + agent.config.cql_alpha * out["cql_gap"].sum().item())
+    assert out["critic_loss"].item() == pytest.approx(
+        td + agent.config.cql_alpha * out["cql_gap"].sum().item()
+    )
 
 
 def test_penalty_without_importance_sampling_includes_the_data_action():
@@ -112,11 +128,18 @@ def test_penalty_without_importance_sampling_includes_the_data_action():
     q_data = torch.randn(2, 4, generator=g, dtype=torch.float64)
     q_rand, q_next, q_cur = (torch.randn(2, 4, 3, generator=g, dtype=torch.float64) for _ in range(3))
     lp = torch.randn(4, 3, generator=g, dtype=torch.float64)
-    gap = cql_penalty(q_data, q_rand, q_next, q_cur, lp, lp, action_dim=2, temperature=2.0, importance_sample=False)
+    gap = cql_penalty(
+        q_data, q_rand, q_next, q_cur, lp, lp, action_dim=2, temperature=2.0, importance_sample=False
+    )
     for head in (0, 1):
         direct = []
         for i in range(4):
-            terms = [q_data[head, i].item()] + q_rand[head, i].tolist() + q_next[head, i].tolist() + q_cur[head, i].tolist()
+            terms = (
+                [q_data[head, i].item()]
+                + q_rand[head, i].tolist()
+                + q_next[head, i].tolist()
+                + q_cur[head, i].tolist()
+            )
             direct.append(2.0 * math.log(sum(math.exp(t / 2.0) for t in terms)) - q_data[head, i].item())
         assert gap[head].item() == pytest.approx(np.mean(direct), rel=1e-12)
     clipped = cql_penalty(q_data, q_rand, q_next, q_cur, lp, lp, action_dim=2, clip_max=0.1)
@@ -142,7 +165,7 @@ def test_single_backward_gives_each_network_its_own_gradient(overrides):
     i = 0
     for name, (params, key) in groups.items():
         own = torch.autograd.grad(out[key], params, retain_graph=True, allow_unused=True)
-        for g_total, g_own in zip(total_grads[i:i + len(params)], own):
+        for g_total, g_own in zip(total_grads[i : i + len(params)], own, strict=True):
             assert g_own is not None, name
             torch.testing.assert_close(g_total, g_own, rtol=1e-12, atol=1e-12)
         i += len(params)
@@ -166,7 +189,7 @@ def test_update_metrics_and_targets():
     metrics = agent.update(_batch(3, 2))
     for v in metrics.values():
         assert isinstance(v, torch.Tensor) and v.dim() == 0 and not v.requires_grad and torch.isfinite(v)
-    for b, t, s in zip(before, agent.critic_target.parameters(), agent.critic.parameters()):
+    for b, t, s in zip(before, agent.critic_target.parameters(), agent.critic.parameters(), strict=True):
         torch.testing.assert_close(t, b + agent.config.tau * (s - b), rtol=0, atol=1e-6)
     assert agent.log_alpha.item() != 0.0  # the temperature took a step
     assert agent.log_alpha_prime.item() == 1.0  # Lagrange off: untouched
@@ -197,7 +220,7 @@ def test_state_dict_round_trip_continues_identically():
         for k in ma:
             assert torch.equal(ma[k], mb[k]), k
     assert torch.equal(a.log_alpha, b.log_alpha)
-    for pa, pb in zip(a.critic_target.parameters(), b.critic_target.parameters()):
+    for pa, pb in zip(a.critic_target.parameters(), b.critic_target.parameters(), strict=True):
         assert torch.equal(pa, pb)
     assert torch.equal(a.act(obs), b.act(obs))
 
@@ -206,7 +229,9 @@ def test_learns_point_goal_from_expert_heavy_data():
     arrays, ends = toy.make_dataset(n_expert=40, n_random=10, seed=0)
     # 3e-4 for the policy and temperature (CORL: 3e-5) so that a few hundred updates suffice
     cfg = CQLConfig(**SMALL, max_steps=700, actor_lr=3e-4, alpha_lr=3e-4)
-    data = prepare_data(arrays, normalize_observations=True, reward_transform=cfg.reward_transform, episode_ends=ends)
+    data = prepare_data(
+        arrays, normalize_observations=True, reward_transform=cfg.reward_transform, episode_ends=ends
+    )
     torch.manual_seed(0)
     agent = CQL(cfg, toy.OBS_DIM, toy.ACT_DIM, obs_mean=data.obs_mean, obs_std=data.obs_std)
     toy.train(agent, data.arrays, steps=cfg.max_steps, batch_size=128, seed=0)

@@ -72,7 +72,7 @@ def test_awr_actor_loss_matches_direct_computation():
     loss = awr_actor_loss(log_prob, adv, beta, cap)
     weights = [min(math.exp(beta * a), cap) for a in adv.tolist()]
     assert any(w == cap for w in weights) and any(w < 1 for w in weights)
-    direct = -np.mean([w * lp for w, lp in zip(weights, reference.tolist())])
+    direct = -np.mean([w * lp for w, lp in zip(weights, reference.tolist(), strict=True)])
     assert loss.item() == pytest.approx(direct, rel=1e-12)
     # no gradient reaches the advantage (it comes from V and the target Q)
     adv_req = adv.clone().requires_grad_(True)
@@ -106,9 +106,9 @@ def test_updates_match_corl_update_step():
     sd = agent.critic_target.state_dict()
     for k, v in _pair_to_ensemble(ref.q_target.q1, ref.q_target.q2).items():
         torch.testing.assert_close(sd[k], v, rtol=1e-9, atol=1e-9)
-    for a, b in zip(agent.value.parameters(), ref.vf.parameters()):
+    for a, b in zip(agent.value.parameters(), ref.vf.parameters(), strict=True):
         torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-9)
-    for a, b in zip(agent.actor.parameters(), ref.actor.parameters()):
+    for a, b in zip(agent.actor.parameters(), ref.actor.parameters(), strict=True):
         torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-9)
     assert agent.actor_lr(agent.step) == pytest.approx(ref.actor_optimizer.param_groups[0]["lr"], rel=1e-12)
 
@@ -121,7 +121,9 @@ def test_cosine_actor_schedule_and_metrics():
     assert agent.step == 5
     assert agent.actor_lr(agent.step) == pytest.approx(0.5 * 3e-4)  # halfway down the cosine
     assert agent.optim.param_groups[2]["lr"] == pytest.approx(agent.actor_lr(4))  # the lr the 5th update used
-    assert agent.optim.param_groups[0]["lr"] == agent.optim.param_groups[1]["lr"] == 3e-4  # Q and V keep theirs
+    assert (
+        agent.optim.param_groups[0]["lr"] == agent.optim.param_groups[1]["lr"] == 3e-4
+    )  # Q and V keep theirs
     assert set(metrics) >= {"value_loss", "critic_loss", "actor_loss"}
     for v in metrics.values():
         assert isinstance(v, torch.Tensor) and v.dim() == 0 and not v.requires_grad and torch.isfinite(v)
@@ -159,7 +161,9 @@ def test_state_dict_round_trip_continues_identically():
         ma, mb = a.update(_batch(5, 2, seed=10 + t)), b.update(_batch(5, 2, seed=10 + t))
         for k in ma:
             assert torch.equal(ma[k], mb[k]), k
-    for sa, sb in zip(a.state_dict()["critic_target"].values(), b.state_dict()["critic_target"].values()):
+    for sa, sb in zip(
+        a.state_dict()["critic_target"].values(), b.state_dict()["critic_target"].values(), strict=True
+    ):
         assert torch.equal(sa, sb)
     assert a.optim.param_groups[2]["lr"] == b.optim.param_groups[2]["lr"]
     assert torch.equal(a.act(obs), b.act(obs))
@@ -180,7 +184,9 @@ def test_learns_point_goal_from_expert_heavy_data():
     # the toy's 40-step episodes make "return_range" scale rewards ~25x more than on 1000-step MuJoCo
     # episodes; unscaled rewards (about -1 per step) are the MuJoCo-like regime here
     cfg = IQLConfig(**SMALL, max_steps=1000, reward_transform="none")
-    data = prepare_data(arrays, normalize_observations=True, reward_transform=cfg.reward_transform, episode_ends=ends)
+    data = prepare_data(
+        arrays, normalize_observations=True, reward_transform=cfg.reward_transform, episode_ends=ends
+    )
     torch.manual_seed(0)
     agent = IQL(cfg, toy.OBS_DIM, toy.ACT_DIM, obs_mean=data.obs_mean, obs_std=data.obs_std)
     toy.train(agent, data.arrays, steps=cfg.max_steps, batch_size=128, seed=0)

@@ -1,5 +1,6 @@
 """TD3+BC: target policy smoothing and the λ-weighted actor loss against direct computations (float64), the
-delayed actor, one update against CORL's update step, checkpoints and learning on the PointGoal toy problem."""
+delayed actor, one update against CORL's update step, checkpoints and learning on the PointGoal toy problem.
+"""
 
 from __future__ import annotations
 
@@ -53,7 +54,7 @@ def test_target_policy_smoothing_clips_noise_then_action():
 
 
 def test_update_critic_target_uses_smoothed_target_policy():
-    """Recompute the critic loss of one update directly: same noise draw, target actor, min of target critics."""
+    """Recompute one update's critic loss directly: same noise draw, target actor, min of target critics."""
     torch.manual_seed(0)
     c = TD3BCConfig(**SMALL)
     agent = _double(TD3BC(c, 4, 2))
@@ -108,8 +109,11 @@ def test_delayed_actor_moves_on_even_updates_only():
     agent = TD3BC(TD3BCConfig(**SMALL), 4, 2)
 
     def snapshot():
-        return [p.detach().clone() for m in (agent.actor, agent.actor_target, agent.critic_target)
-                for p in m.parameters()]
+        return [
+            p.detach().clone()
+            for m in (agent.actor, agent.actor_target, agent.critic_target)
+            for p in m.parameters()
+        ]
 
     for step in range(1, 7):
         before_actor = [p.detach().clone() for p in agent.actor.parameters()]
@@ -117,9 +121,13 @@ def test_delayed_actor_moves_on_even_updates_only():
         before_critic = [p.detach().clone() for p in agent.critic.parameters()]
         agent.update(_batch(4, 2, seed=step))
         after_targets = snapshot()
-        actor_moved = any(not torch.equal(a, b) for a, b in zip(before_actor, agent.actor.parameters()))
-        targets_moved = any(not torch.equal(a, b) for a, b in zip(before_targets, after_targets))
-        assert any(not torch.equal(a, b) for a, b in zip(before_critic, agent.critic.parameters()))  # every step
+        actor_moved = any(
+            not torch.equal(a, b) for a, b in zip(before_actor, agent.actor.parameters(), strict=True)
+        )
+        targets_moved = any(not torch.equal(a, b) for a, b in zip(before_targets, after_targets, strict=True))
+        assert any(
+            not torch.equal(a, b) for a, b in zip(before_critic, agent.critic.parameters(), strict=True)
+        )  # every step
         assert actor_moved == (step % 2 == 0), step
         assert targets_moved == (step % 2 == 0), step
     assert agent.step == 6
@@ -130,7 +138,14 @@ def test_updates_match_corl_update_step():
     torch.manual_seed(0)
     cfg = TD3BCConfig(**SMALL)
     ref = CorlTD3BC(5, 2, cfg)
-    for m in (ref.actor, ref.actor_target, ref.critic_1, ref.critic_2, ref.critic_1_target, ref.critic_2_target):
+    for m in (
+        ref.actor,
+        ref.actor_target,
+        ref.critic_1,
+        ref.critic_2,
+        ref.critic_1_target,
+        ref.critic_2_target,
+    ):
         m.double()
     agent = _double(TD3BC(cfg, 5, 2))
     load_corl_td3bc(agent, ref)
@@ -146,9 +161,9 @@ def test_updates_match_corl_update_step():
     sd = agent.critic_target.state_dict()
     for k, v in _pair_to_ensemble(ref.critic_1_target, ref.critic_2_target).items():
         torch.testing.assert_close(sd[k], v, rtol=1e-10, atol=1e-10)
-    for a, b in zip(agent.actor.net.parameters(), ref.actor.parameters()):
+    for a, b in zip(agent.actor.net.parameters(), ref.actor.parameters(), strict=True):
         torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-10)
-    for a, b in zip(agent.actor_target.net.parameters(), ref.actor_target.parameters()):
+    for a, b in zip(agent.actor_target.net.parameters(), ref.actor_target.parameters(), strict=True):
         torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-10)
 
 
@@ -176,8 +191,12 @@ def test_state_dict_round_trip_continues_identically():
         mb = b.update(_batch(5, 2, seed=20 + t))
         for k in ma:
             assert torch.equal(ma[k], mb[k]), k
-    for m_a, m_b in ((a.actor, b.actor), (a.actor_target, b.actor_target), (a.critic_target, b.critic_target)):
-        for pa, pb in zip(m_a.parameters(), m_b.parameters()):
+    for m_a, m_b in (
+        (a.actor, b.actor),
+        (a.actor_target, b.actor_target),
+        (a.critic_target, b.critic_target),
+    ):
+        for pa, pb in zip(m_a.parameters(), m_b.parameters(), strict=True):
             assert torch.equal(pa, pb)
     assert torch.equal(a.act(obs), b.act(obs))
 
@@ -185,7 +204,9 @@ def test_state_dict_round_trip_continues_identically():
 def test_learns_point_goal_from_expert_heavy_data():
     arrays, ends = toy.make_dataset(n_expert=40, n_random=10, seed=0)
     cfg = TD3BCConfig(**SMALL, max_steps=1000)
-    data = prepare_data(arrays, normalize_observations=True, reward_transform=cfg.reward_transform, episode_ends=ends)
+    data = prepare_data(
+        arrays, normalize_observations=True, reward_transform=cfg.reward_transform, episode_ends=ends
+    )
     torch.manual_seed(0)
     agent = TD3BC(cfg, toy.OBS_DIM, toy.ACT_DIM, obs_mean=data.obs_mean, obs_std=data.obs_std)
     toy.train(agent, data.arrays, steps=cfg.max_steps, batch_size=128, seed=0)
