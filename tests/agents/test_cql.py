@@ -237,3 +237,14 @@ def test_learns_point_goal_from_expert_heavy_data():
     toy.train(agent, data.arrays, steps=cfg.max_steps, batch_size=128, seed=0)
     ret, rand, expert = toy.evaluate(agent.act), toy.random_return(), toy.expert_return()
     assert ret > rand + 0.5 * (expert - rand), (ret, rand, expert)
+
+
+def test_corl_reference_update_runs():
+    """The benchmark's re-creation of CORL's CQL step runs and logs finite values (guards it against rot)."""
+    from suite.bench.agents_baselines import CorlCQL
+
+    torch.manual_seed(0)
+    ref = CorlCQL(3, 2, CQLConfig(**SMALL))
+    log = ref.update(_batch(3, 2))
+    assert all(math.isfinite(v) for v in log.values())
+    assert log["cql_qf1_diff"] > 0  # logsumexp over 3k actions exceeds the data action's value at init

@@ -192,3 +192,14 @@ def test_learns_point_goal_from_expert_heavy_data():
     toy.train(agent, data.arrays, steps=cfg.max_steps, batch_size=128, seed=0)
     ret, rand, expert = toy.evaluate(agent.act), toy.random_return(), toy.expert_return()
     assert ret > rand + 0.6 * (expert - rand), (ret, rand, expert)
+
+
+def test_benchmark_harness_smoke():
+    """The benchmark harness on tiny networks: it alternates both updates and reports ratios."""
+    from suite.bench.agents_baselines import compare
+
+    torch.manual_seed(0)
+    cfg = IQLConfig(hidden=(8, 8))
+    row = compare(IQL(cfg, 11, 3).update, CorlIQL(11, 3, cfg).update, blocks=2, per_block=1, warmup=1)
+    assert row["updates_per_s"] > 0 and row["reference_updates_per_s"] > 0 and row["speedup"] > 0
+    assert row["blocks"] == 2
