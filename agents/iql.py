@@ -209,6 +209,8 @@ class IQL:
         obs = torch.as_tensor(obs, dtype=torch.float32, device=self.device)
         if self.config.normalize_observations:
             obs = self.obs_norm(obs)
+        if not self.config.actor_dropout:
+            return self.actor.act(obs)
         training = self.actor.training
         self.actor.eval()  # dropout off when acting
         try:

@@ -203,3 +203,12 @@ def test_benchmark_harness_smoke():
     row = compare(IQL(cfg, 11, 3).update, CorlIQL(11, 3, cfg).update, blocks=2, per_block=1, warmup=1)
     assert row["updates_per_s"] > 0 and row["reference_updates_per_s"] > 0 and row["speedup"] > 0
     assert row["blocks"] == 2
+
+
+def test_policy_dropout_is_off_when_acting():
+    torch.manual_seed(0)
+    agent = IQL(IQLConfig(hidden=(32, 32), actor_dropout=0.5), 3, 2)
+    obs = torch.randn(8, 3)
+    assert torch.equal(agent.act(obs), agent.act(obs))
+    assert agent.actor.training  # back in training mode for the next update
+    agent.update(_batch(3, 2))
