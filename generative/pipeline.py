@@ -281,7 +281,8 @@ def sample_and_evaluate(
 
 
 def reference_baselines(dataset_name: str, out_dir: str | os.PathLike, n_samples: int = 1000, seed: int = 0,
-                        *, device: str = "cpu", data: ImageDataset | None = None) -> dict[str, dict[str, float]]:
+                        *, classifier_epochs: int = 20, device: str = "cpu", data: ImageDataset | None = None
+                        ) -> dict[str, dict[str, float]]:
     """Metrics of two trivial generators, as floors for a trained model: ``"noise"`` (N(0, I) pixels,
     clipped to [-1, 1]) and ``"fitted_gaussian"`` (N(mean, covariance) of the training pixels, clipped)."""
     ds = data if data is not None else load_image_dataset(dataset_name, default_train_split(dataset_name))
@@ -296,5 +297,6 @@ def reference_baselines(dataset_name: str, out_dir: str | os.PathLike, n_samples
     fitted = fitted.float().reshape(shape)
     save_image_grid(fitted[:100].clamp(-1, 1), Path(out_dir) / f"{dataset_name}-fitted-gaussian.png", nrow=10,
                     scale=4 if ds.shape[-1] <= 16 else 2)
-    return {name: evaluate_images(x, dataset_name, out_dir, device=device, data=data, seed=seed)
+    return {name: evaluate_images(x, dataset_name, out_dir, device=device, data=data, seed=seed,
+                                  classifier_epochs=classifier_epochs)
             for name, x in (("noise", noise), ("fitted_gaussian", fitted))}
