@@ -96,7 +96,7 @@ def _load_npz(path: Path, name: str, expected: dict[str, tuple[int, ...]], how_t
                 f"{name}: {path} has keys {sorted(arrays)} but is missing {key!r} "
                 f"(expected {sorted(expected)}). {how_to_get}")
         a = arrays[key]
-        if a.ndim != len(tail) or any(t not in (-1, s) for t, s in zip(tail, a.shape)):
+        if a.ndim != len(tail) or any(t not in (-1, s) for t, s in zip(tail, a.shape, strict=True)):
             raise DatasetNotFoundError(
                 f"{name}: {path} key {key!r} has shape {a.shape}, expected {tail} (-1 = any). {how_to_get}")
         if key.startswith("x") and a.dtype != np.uint8:
@@ -207,7 +207,8 @@ def _cifar_batches(folder: Path, split: str) -> tuple[np.ndarray, np.ndarray]:
             except DatasetNotFoundError:
                 raise
             except Exception as e:
-                raise DatasetNotFoundError(f"cifar10: cannot read {path} ({type(e).__name__}: {e}). {_CIFAR_HOW}") from e
+                raise DatasetNotFoundError(
+                    f"cifar10: cannot read {path} ({type(e).__name__}: {e}). {_CIFAR_HOW}") from e
             xs.append(data)
             ys.append(labels)
     return np.concatenate(xs), np.concatenate(ys)

@@ -48,6 +48,6 @@ class MLPScoreNet(nn.Module):
         x = x.reshape(shape[0], -1)
         temb = self.temb(self.embed(label.reshape(-1).expand(x.shape[0])))
         h = torch.nn.functional.silu(self.inp(x) + self.temb_proj[0](temb))
-        for layer, proj in zip(self.hidden, self.temb_proj[1:]):
+        for layer, proj in zip(self.hidden, self.temb_proj[1:], strict=True):
             h = torch.nn.functional.silu(layer(h) + proj(temb))
         return self.out(h).reshape(shape)

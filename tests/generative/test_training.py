@@ -140,7 +140,7 @@ def test_resume_gives_identical_weights(tmp_path):
     assert second.step == 3
     second.train(data, 6)
 
-    for (k, a), (_, b) in zip(full.model.state_dict().items(), second.model.state_dict().items()):
+    for (k, a), (_, b) in zip(full.model.state_dict().items(), second.model.state_dict().items(), strict=True):
         assert torch.equal(a, b), k
     for k in full.ema.shadow:
         assert torch.equal(full.ema.shadow[k], second.ema.shadow[k]), k
