@@ -64,6 +64,23 @@ class EnsembleLinear(nn.Module):
         return torch.baddbmm(self.bias, x, self.weight)
 
 
+class EnsembleLayerNorm(nn.Module):
+    """LayerNorm over features with its own affine (weight, bias) per ensemble member: (n, B, h) -> (n, B, h),
+    as n separate networks would have. One native `layer_norm` per member on the contiguous slices, stacked:
+    faster on CPU (forward and backward) than a broadcast affine after an affine-free layer norm."""
+
+    def __init__(self, n: int, dim: int, eps: float = 1e-5):
+        super().__init__()
+        self.dim, self.eps = dim, eps
+        self.weight = nn.Parameter(torch.ones(n, dim))
+        self.bias = nn.Parameter(torch.zeros(n, dim))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        shape = (self.dim,)
+        parts = zip(x.unbind(0), self.weight.unbind(0), self.bias.unbind(0), strict=True)
+        return torch.stack([nn.functional.layer_norm(xi, shape, wi, bi, self.eps) for xi, wi, bi in parts])
+
+
 class EnsembleMLP(nn.Module):
     """`n` MLPs of identical shape evaluated together: input (B, in) or (n, B, in) -> (n, B, out)."""
 
@@ -82,8 +99,8 @@ class EnsembleMLP(nn.Module):
         d = in_dim
         for h in hidden:
             layers.append(EnsembleLinear(d, h, n))
-            if layer_norm:  # LayerNorm over features is per-member already (normalises the last dim)
-                layers.append(nn.LayerNorm(h))
+            if layer_norm:  # each member has its own LayerNorm affine, as separate networks would
+                layers.append(EnsembleLayerNorm(n, h))
             layers.append(activation())
             d = h
         layers.append(EnsembleLinear(d, out_dim, n))

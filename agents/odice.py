@@ -32,8 +32,8 @@ Deviations from the paper / official code, and why:
 - The Gaussian log-density is computed in closed form (sum of per-dimension Normal log-densities) instead of
   `MultivariateNormal(mean, scale_tril=diag(std))`: the same value, without a batched triangular solve and
   without `torch.distributions`' argument validation (a host synchronisation per step).
-- `nets.EnsembleMLP` shares one LayerNorm (affine weight and bias) between the heads; the official TwinV has
-  a LayerNorm per head, so this agent swaps in a per-head LayerNorm (`_PerHeadLayerNorm`).
+- The official TwinV has a LayerNorm per head; `nets.EnsembleMLP` gives each member its own LayerNorm
+  affine (`nets.EnsembleLayerNorm`), so the batched heads match it.
 - AntMaze rewards: the official code uses −3 where r = 0 and 0 where r = 1. The suite's reward transforms
   have no such entry, so the AntMaze configs use `reward_transform="antmaze"` (r − 1) and `reward_scale=3`,
   which gives the same −3 / 0 rewards for AntMaze's binary rewards.
@@ -52,8 +52,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
-import torch.nn.functional as F
-from torch import nn
 
 from .nets import EnsembleValue, GaussianPolicy, ObsNormalizer, frozen_copy, fused_adam, soft_update
 
@@ -137,32 +135,9 @@ def orthogonal_combination(g_f: torch.Tensor, g_b: torch.Tensor) -> tuple[torch.
 
 
 # --------------------------------------------------------------------------------------- networks
-class _PerHeadLayerNorm(nn.Module):
-    """LayerNorm over features with its own affine (weight, bias) per ensemble member: (n, B, h) -> (n, B, h).
-
-    One native `layer_norm` per member on the contiguous slices, stacked: faster on CPU (forward and backward)
-    than a broadcast affine after an affine-free layer norm."""
-
-    def __init__(self, n: int, dim: int, eps: float = 1e-5):
-        super().__init__()
-        self.dim, self.eps = dim, eps
-        self.weight = nn.Parameter(torch.ones(n, dim))
-        self.bias = nn.Parameter(torch.zeros(n, dim))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        shape = (self.dim,)
-        parts = zip(x.unbind(0), self.weight.unbind(0), self.bias.unbind(0), strict=True)
-        return torch.stack([F.layer_norm(xi, shape, wi, bi, self.eps) for xi, wi, bi in parts])
-
-
 def make_value(obs_dim: int, n: int, hidden: tuple[int, ...], layer_norm: bool) -> EnsembleValue:
     """n V heads as one batched `EnsembleValue`, each head with its own LayerNorm (as the official TwinV)."""
-    value = EnsembleValue(obs_dim, n, hidden, layer_norm=layer_norm)
-    layers = value.net.net
-    for i, m in enumerate(layers):
-        if isinstance(m, nn.LayerNorm):
-            layers[i] = _PerHeadLayerNorm(n, m.normalized_shape[0], m.eps)
-    return value
+    return EnsembleValue(obs_dim, n, hidden, layer_norm=layer_norm)
 
 
 # ------------------------------------------------------------------------------------------ agent

@@ -30,7 +30,7 @@ def _split(obj: Any, prefix: str, tensors: dict[str, torch.Tensor]) -> Any:
 
 def _join(obj: Any, tensors: dict[str, torch.Tensor]) -> Any:
     if isinstance(obj, str) and obj.startswith(_TENSOR):
-        return tensors[obj[len(_TENSOR):]]
+        return tensors[obj[len(_TENSOR) :]]
     if isinstance(obj, dict):
         return {k: _join(v, tensors) for k, v in obj.items()}
     if isinstance(obj, list):
@@ -51,7 +51,12 @@ def save_checkpoint(directory: str | Path, state: dict[str, Any]) -> Path:
     # safetensors refuses tensors that share memory; clone views so each is stored on its own
     seen: set[int] = set()
     for k, t in tensors.items():
-        if t.data_ptr() in seen or not t.is_contiguous() or t.storage_offset() != 0 or t.numel() != t.untyped_storage().nbytes() // max(t.element_size(), 1):
+        if (
+            t.data_ptr() in seen
+            or not t.is_contiguous()
+            or t.storage_offset() != 0
+            or t.numel() != t.untyped_storage().nbytes() // max(t.element_size(), 1)
+        ):
             tensors[k] = t.clone()
         seen.add(tensors[k].data_ptr())
     save_file(tensors, str(tmp / "tensors.safetensors"))

@@ -8,14 +8,15 @@ import json
 import sys
 from enum import Enum
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
 from .errors import MissingDatasetError, SuiteError
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__.splitlines()[0],
-                  pretty_exceptions_enable=False)
+app = typer.Typer(
+    add_completion=False, no_args_is_help=True, help=__doc__.splitlines()[0], pretty_exceptions_enable=False
+)
 data_app = typer.Typer(no_args_is_help=True, help="Build, list, verify and import datasets.")
 app.add_typer(data_app, name="data")
 
@@ -27,8 +28,10 @@ class What(str, Enum):
 
 
 @app.command("ls")
-def ls(what: Annotated[What, typer.Argument(help="tasks, methods or all")] = What.all,
-       kind: Annotated[Optional[str], typer.Option(help="only tasks of this kind")] = None):
+def ls(
+    what: Annotated[What, typer.Argument(help="tasks, methods or all")] = What.all,
+    kind: Annotated[str | None, typer.Option(help="only tasks of this kind")] = None,
+):
     """List registered tasks and methods."""
     from . import methods, tasks
     from .data import missing
@@ -49,20 +52,20 @@ def run(
     method: Annotated[str, typer.Argument(help="method name, e.g. odice, bc, iql")],
     task: Annotated[str, typer.Argument(help="task id, e.g. hopper-medium (newest version) or hopper-medium-v0")],
     seed: Annotated[int, typer.Option(help="seeds everything")] = 0,
-    steps: Annotated[Optional[int], typer.Option(help="training updates (default: the task's protocol)")] = None,
-    eval_every: Annotated[Optional[int], typer.Option("--eval-every", help="evaluate every K updates")] = None,
-    eval_episodes: Annotated[Optional[int], typer.Option("--eval-episodes", help="episodes per evaluation")] = None,
+    steps: Annotated[int | None, typer.Option(help="training updates (default: the task's protocol)")] = None,
+    eval_every: Annotated[int | None, typer.Option("--eval-every", help="evaluate every K updates")] = None,
+    eval_episodes: Annotated[int | None, typer.Option("--eval-episodes", help="episodes per evaluation")] = None,
     device: Annotated[str, typer.Option(help="cpu or cuda")] = "cpu",
     out: Annotated[Path, typer.Option(envvar="SUITE_RUNS", help="runs directory")] = Path("runs"),
-    set_: Annotated[Optional[list[str]], typer.Option("--set", help="config override key=value (repeatable)")] = None,
+    set_: Annotated[list[str] | None, typer.Option("--set", help="config override key=value (repeatable)")] = None,
     resume: Annotated[bool, typer.Option(help="continue the latest unfinished run of this seed")] = False,
     build_missing: Annotated[bool, typer.Option("--build-missing", help="build a missing suite dataset first")] = False,
-    build_steps: Annotated[Optional[int], typer.Option(help="dataset size when building (default: the recipe's)")] = None,
+    build_steps: Annotated[int | None, typer.Option(help="dataset size when building (default: the recipe's)")] = None,
     progress: Annotated[bool, typer.Option(help="show a progress bar")] = True,
-    nfe: Annotated[Optional[int], typer.Option(help="generation: score evaluations per sample (= --set nfe=)")] = None,
-    rtol: Annotated[Optional[float], typer.Option(help="generation: ODE rtol (= --set rtol=)")] = None,
-    sde: Annotated[Optional[str], typer.Option(help="generation: vp, subvp or ve (= --set sde=)")] = None,
-    sampler: Annotated[Optional[str], typer.Option(help="score-sde: sampler after training (= --set sampler=)")] = None,
+    nfe: Annotated[int | None, typer.Option(help="generation: score evaluations per sample (= --set nfe=)")] = None,
+    rtol: Annotated[float | None, typer.Option(help="generation: ODE rtol (= --set rtol=)")] = None,
+    sde: Annotated[str | None, typer.Option(help="generation: vp, subvp or ve (= --set sde=)")] = None,
+    sampler: Annotated[str | None, typer.Option(help="score-sde: sampler after training (= --set sampler=)")] = None,
 ):
     """Train METHOD on TASK, evaluating periodically (or sample, for generative methods); writes a run
     record (JSON) under --out."""
@@ -74,14 +77,26 @@ def run(
     for key, value in (("nfe", nfe), ("rtol", rtol), ("sde", sde), ("sampler", sampler)):
         if value is not None:
             overrides[key] = str(value)
-    opts = RunOptions(seed=seed, steps=steps, eval_every=eval_every, eval_episodes=eval_episodes, device=device,
-                      out=out, overrides=overrides, resume=resume, build_missing=build_missing,
-                      build_steps=build_steps, progress=progress)
+    opts = RunOptions(
+        seed=seed,
+        steps=steps,
+        eval_every=eval_every,
+        eval_episodes=eval_episodes,
+        device=device,
+        out=out,
+        overrides=overrides,
+        resume=resume,
+        build_missing=build_missing,
+        build_steps=build_steps,
+        progress=progress,
+    )
     if get_method(method).kind == "generative":
         rec = do_run(method, task, opts)
         shown = {k: round(v, 6) for k, v in rec.metrics.items()}
-        typer.echo(f"{rec.status}: {rec.method} on {rec.task} seed {rec.seed}: {shown}; record: "
-                   f"{Path(out) / rec.method / rec.task / rec.run_id / 'record.json'}")
+        typer.echo(
+            f"{rec.status}: {rec.method} on {rec.task} seed {rec.seed}: {shown}; record: "
+            f"{Path(out) / rec.method / rec.task / rec.run_id / 'record.json'}"
+        )
         return
     try:
         prepare_task(method, task, opts)
@@ -95,8 +110,10 @@ def run(
     path = Path(out) / rec.method / rec.task / rec.run_id / "record.json"
     score = f"{rec.final_score:.1f}" if rec.final_score is not None else "n/a"
     best = f"{rec.best_score:.1f}" if rec.best_score is not None else "n/a"
-    typer.echo(f"{rec.status}: {rec.method} on {rec.task} seed {rec.seed}: final normalised score {score} "
-               f"(best {best}) after {rec.steps} updates, {rec.wall_time_s:.0f} s; record: {path}")
+    typer.echo(
+        f"{rec.status}: {rec.method} on {rec.task} seed {rec.seed}: final normalised score {score} "
+        f"(best {best}) after {rec.steps} updates, {rec.wall_time_s:.0f} s; record: {path}"
+    )
     if rec.status in ("failed", "diverged"):
         typer.echo(f"run {rec.status}: {rec.error}", err=True)
         raise typer.Exit(1)
@@ -107,15 +124,15 @@ def sweep(
     method: Annotated[str, typer.Argument(help="method name")],
     tasks: Annotated[list[str], typer.Argument(help="one or more task ids")],
     seeds: Annotated[str, typer.Option(help="comma-separated seeds")] = "0,1,2",
-    steps: Annotated[Optional[int], typer.Option(help="training updates per run")] = None,
-    eval_every: Annotated[Optional[int], typer.Option("--eval-every")] = None,
-    eval_episodes: Annotated[Optional[int], typer.Option("--eval-episodes")] = None,
+    steps: Annotated[int | None, typer.Option(help="training updates per run")] = None,
+    eval_every: Annotated[int | None, typer.Option("--eval-every")] = None,
+    eval_episodes: Annotated[int | None, typer.Option("--eval-episodes")] = None,
     out: Annotated[Path, typer.Option(envvar="SUITE_RUNS")] = Path("runs"),
-    set_: Annotated[Optional[list[str]], typer.Option("--set", help="config override key=value")] = None,
+    set_: Annotated[list[str] | None, typer.Option("--set", help="config override key=value")] = None,
     executor: Annotated[str, typer.Option(help="inprocess, local (process pool) or ray")] = "local",
     workers: Annotated[int, typer.Option(help="parallel runs for the local executor")] = 1,
     threads: Annotated[int, typer.Option(help="torch threads per run")] = 1,
-    address: Annotated[Optional[str], typer.Option(help="Ray cluster address")] = None,
+    address: Annotated[str | None, typer.Option(help="Ray cluster address")] = None,
     resume: Annotated[bool, typer.Option(help="resume unfinished runs")] = False,
 ):
     """Run METHOD on every TASK for every seed (in-process, a local process pool, or Ray)."""
@@ -127,10 +144,24 @@ def sweep(
     get_method(method)
     resolved = [get_task(t).id for t in tasks]  # fail fast on a typo, before any run starts
     seed_list = [int(s) for s in seeds.split(",") if s.strip()]
-    jobs = [Job(method, t, RunOptions(seed=s, steps=steps, eval_every=eval_every, eval_episodes=eval_episodes,
-                                      out=out, overrides=parse_overrides(set_ or []), resume=resume,
-                                      progress=workers <= 1))
-            for t in resolved for s in seed_list]
+    jobs = [
+        Job(
+            method,
+            t,
+            RunOptions(
+                seed=s,
+                steps=steps,
+                eval_every=eval_every,
+                eval_episodes=eval_episodes,
+                out=out,
+                overrides=parse_overrides(set_ or []),
+                resume=resume,
+                progress=workers <= 1,
+            ),
+        )
+        for t in resolved
+        for s in seed_list
+    ]
     for rec in execute(jobs, executor, workers, address, threads):
         score = f"{rec.final_score:.1f}" if rec.final_score is not None else "n/a"
         typer.echo(f"{rec.status}: {rec.method} {rec.task} seed {rec.seed}: final {score} ({rec.steps} updates)")
@@ -139,7 +170,7 @@ def sweep(
 @data_app.command("build")
 def data_build(
     task: Annotated[str, typer.Argument(help="task id whose dataset to build, e.g. hopper-random")],
-    steps: Annotated[Optional[int], typer.Option(help="transitions per behaviour policy (default 1M)")] = None,
+    steps: Annotated[int | None, typer.Option(help="transitions per behaviour policy (default 1M)")] = None,
     n_envs: Annotated[int, typer.Option("--n-envs", help="lockstep environment copies (part of the recipe)")] = 8,
     progress: Annotated[bool, typer.Option(help="show a progress bar")] = True,
 ):
@@ -157,8 +188,10 @@ def data_build(
     refs = (spec.references.min_return, spec.references.max_return) if spec.references else None
     ds = build(spec.dataset, steps=steps, n_envs=n_envs, references=refs, progress=progress)
     meta = ds.storage.metadata
-    typer.echo(f"built {spec.dataset.dataset_id}: {ds.total_episodes} episodes, {ds.total_steps} steps, "
-               f"checksum {meta['suite_checksum'][:16]}…")
+    typer.echo(
+        f"built {spec.dataset.dataset_id}: {ds.total_episodes} episodes, {ds.total_steps} steps, "
+        f"checksum {meta['suite_checksum'][:16]}…"
+    )
 
 
 @data_app.command("ls")
@@ -175,7 +208,7 @@ def data_ls():
 
 
 @data_app.command("verify")
-def data_verify(dataset: Annotated[Optional[str], typer.Argument(help="dataset id or task id (default: all)")] = None):
+def data_verify(dataset: Annotated[str | None, typer.Argument(help="dataset id or task id (default: all)")] = None):
     """Recompute dataset checksums and report any mismatch."""
     from .data import store
     from .tasks import get_task, registry
@@ -222,8 +255,10 @@ def data_import_d4rl(
         raise SuiteError(f"{e}; importable names: {valid}") from None
     refs = (spec.references.min_return, spec.references.max_return)
     ds = import_d4rl(file, spec.dataset.dataset_id, spec.env_id, refs, overwrite=overwrite)
-    typer.echo(f"imported {file} as {spec.dataset.dataset_id}: {ds.total_episodes} episodes, {ds.total_steps} "
-               f"steps; run it with `python -m suite run METHOD {spec.id}`")
+    typer.echo(
+        f"imported {file} as {spec.dataset.dataset_id}: {ds.total_episodes} episodes, {ds.total_steps} "
+        f"steps; run it with `python -m suite run METHOD {spec.id}`"
+    )
 
 
 @data_app.command("download")
@@ -243,7 +278,7 @@ def data_download(task: Annotated[str, typer.Argument(help="a minari/... task id
 def table(
     runs: Annotated[Path, typer.Option(envvar="SUITE_RUNS", help="runs directory to read records from")] = Path("runs"),
     metric: Annotated[str, typer.Option(help="final_score (headline) or best_score")] = "final_score",
-    out: Annotated[Optional[Path], typer.Option(help="write the Markdown table here")] = None,
+    out: Annotated[Path | None, typer.Option(help="write the Markdown table here")] = None,
     published: Annotated[bool, typer.Option(help="add published numbers (labelled) below")] = True,
 ):
     """Mean ± std over seeds per method × task, as Markdown, from run records."""
@@ -262,13 +297,18 @@ def table(
 
 
 @app.command("bench")
-def bench(what: Annotated[str, typer.Argument(help="solvers, agents, data or all")] = "all",
-          quick: Annotated[bool, typer.Option(help="fewer repeats")] = False):
+def bench(
+    what: Annotated[str, typer.Argument(help="solvers, agents, data or all")] = "all",
+    quick: Annotated[bool, typer.Option(help="fewer repeats")] = False,
+):
     """Speed benchmarks (one JSON line per case)."""
     import importlib
 
-    groups = {"solvers": ["suite.bench.solvers"], "agents": ["suite.bench.agents_odice", "suite.bench.agents_baselines"],
-              "data": ["suite.bench.data"]}
+    groups = {
+        "solvers": ["suite.bench.solvers"],
+        "agents": ["suite.bench.agents_odice", "suite.bench.agents_baselines"],
+        "data": ["suite.bench.data"],
+    }
     if what != "all" and what not in groups:
         raise SuiteError(f"unknown benchmark {what!r}; choose from {', '.join(groups)} or all")
     for name in groups if what == "all" else [what]:
@@ -280,6 +320,16 @@ def bench(what: Annotated[str, typer.Argument(help="solvers, agents, data or all
                 continue
             for row in module.run(quick=quick):
                 typer.echo(json.dumps(row))
+
+
+@app.command("behaviour", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+def behaviour(ctx: typer.Context):
+    """Train SAC behaviour policies and select the dataset levels from their snapshots
+    (arguments go to `python -m suite.behaviour`: `train ENV --steps N --seed S --out DIR [--resume]`,
+    `select ENV --run DIR`)."""
+    from .behaviour import main as behaviour_main
+
+    behaviour_main(list(ctx.args))
 
 
 @app.command("study", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})

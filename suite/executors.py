@@ -54,8 +54,9 @@ def run_ray(jobs: Sequence[Job], address: str | None = None, cpus_per_job: float
     return ray.get([remote.remote(j, max(1, int(cpus_per_job))) for j in jobs])
 
 
-def execute(jobs: Sequence[Job], executor: str = "local", workers: int = 1, address: str | None = None,
-            threads: int = 1) -> list[RunRecord]:
+def execute(
+    jobs: Sequence[Job], executor: str = "local", workers: int = 1, address: str | None = None, threads: int = 1
+) -> list[RunRecord]:
     if executor == "inprocess" or (executor == "local" and workers <= 1):
         return run_in_process(jobs)
     if executor == "local":

@@ -53,8 +53,13 @@ def _sde(name: str):
 def sample(method: str, cfg: SamplerConfig, score_fn, sde, shape: tuple[int, ...], seeds: torch.Tensor):
     from generative.samplers import score_sde as S
 
-    steps_per_eval = {"em": 1, "reverse-diffusion": 1, "ancestral": 1, "langevin": cfg.corrector_steps,
-                      "pc": 1 + cfg.corrector_steps}
+    steps_per_eval = {
+        "em": 1,
+        "reverse-diffusion": 1,
+        "ancestral": 1,
+        "langevin": cfg.corrector_steps,
+        "pc": 1 + cfg.corrector_steps,
+    }
     kwargs = {"generator": [int(s) for s in seeds], "dtype": torch.float64}
     if method == "ode":
         return S.ode_sample(score_fn, sde, shape, rtol=cfg.rtol, atol=cfg.atol, **kwargs)
@@ -91,8 +96,9 @@ def run_generative(method: str, spec, cfg, seed: int, out: str | Path, progress:
     from generative import analytic as A
 
     if "distribution" not in spec.extra:
-        raise SuiteError(f"sampler {method!r} runs on analytic tasks (gmm-2d, gmm-64d); for image tasks use "
-                         "`score-sde`")
+        raise SuiteError(
+            f"sampler {method!r} runs on analytic tasks (gmm-2d, gmm-64d); for image tasks use `score-sde`"
+        )
     mixture = getattr(A, spec.extra["distribution"])()
     if cfg.corrector_norm is None:
         cfg = dataclasses.replace(cfg, corrector_norm=spec.extra.get("corrector_norm", "sample"))
@@ -103,7 +109,9 @@ def run_generative(method: str, spec, cfg, seed: int, out: str | Path, progress:
     t0 = time.perf_counter()
     xs, nfe = [], 0
     for i in range(0, n, cfg.batch_size):
-        res = sample(method, cfg, score_fn, sde, (min(cfg.batch_size, n - i), mixture.dim), seeds[i:i + cfg.batch_size])
+        res = sample(
+            method, cfg, score_fn, sde, (min(cfg.batch_size, n - i), mixture.dim), seeds[i : i + cfg.batch_size]
+        )
         xs.append(res.x)
         nfe = max(nfe, res.nfe)
     wall = time.perf_counter() - t0
@@ -114,8 +122,18 @@ def run_generative(method: str, spec, cfg, seed: int, out: str | Path, progress:
     stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S-%f")
     run_dir = Path(out) / method / spec.id / f"seed{seed}-{stamp}"
     status = "ok" if all(map(lambda v: v == v and abs(v) != float("inf"), metrics.values())) else "diverged"
-    rec = RunRecord(method=method, task=spec.id, seed=seed, config=dataclasses.asdict(cfg), task_spec=spec.to_dict(),
-                    status=status, steps=0, metrics=metrics if status == "ok" else {}, wall_time_s=wall,
-                    run_id=run_dir.name, provenance=provenance("cpu", {"command": " ".join(sys.argv)}))
+    rec = RunRecord(
+        method=method,
+        task=spec.id,
+        seed=seed,
+        config=dataclasses.asdict(cfg),
+        task_spec=spec.to_dict(),
+        status=status,
+        steps=0,
+        metrics=metrics if status == "ok" else {},
+        wall_time_s=wall,
+        run_id=run_dir.name,
+        provenance=provenance("cpu", {"command": " ".join(sys.argv)}),
+    )
     save_record(rec, run_dir / "record.json")
     return rec

@@ -42,12 +42,20 @@ def table_rows(records: list[RunRecord], metric: str = "final_score") -> list[di
         other = len(by_seed) - len(ok)
         s = summarize([headline(r, metric) for r in ok])
         first = next(iter(by_seed.values()))
-        rows.append({
-            "method": method, "task": task, "n": s["n"], "mean": s["mean"], "std": s["std"], "iqm": s["iqm"],
-            "metric": first.task_spec.get("extra", {}).get("metric") or metric,
-            "excluded": other, "steps": sorted({r.steps for r in ok}),
-            "wall_time_s": sum(r.wall_time_s for r in ok) / len(ok) if ok else None,
-        })
+        rows.append(
+            {
+                "method": method,
+                "task": task,
+                "n": s["n"],
+                "mean": s["mean"],
+                "std": s["std"],
+                "iqm": s["iqm"],
+                "metric": first.task_spec.get("extra", {}).get("metric") or metric,
+                "excluded": other,
+                "steps": sorted({r.steps for r in ok}),
+                "wall_time_s": sum(r.wall_time_s for r in ok) / len(ok) if ok else None,
+            }
+        )
     return rows
 
 
@@ -76,13 +84,20 @@ def markdown_table(runs_dir: str | Path, metric: str = "final_score", published:
     for r in rows:
         fmt = ".1f" if r["metric"] in ("final_score", "best_score") else ".4g"
         score = f"{r['mean']:{fmt}} ± {r['std']:{fmt}}" if r["n"] else "—"
-        lines.append(f"| {r['method']} | {r['task']} | {r['metric']} | {score} | {r['n']} | {r['excluded']} | "
-                     f"{', '.join(map(str, r['steps'])) or '—'} |")
+        lines.append(
+            f"| {r['method']} | {r['task']} | {r['metric']} | {score} | {r['n']} | {r['excluded']} | "
+            f"{', '.join(map(str, r['steps'])) or '—'} |"
+        )
     if published:
         pub = load_published()
         if pub:
-            lines += ["", "Published (not measured here; different data — D4RL v2 — never comparable column-for-column):",
-                      "", "| method | dataset | score | source |", "|---|---|---|---|"]
+            lines += [
+                "",
+                "Published (not measured here; different data — D4RL v2 — never comparable column-for-column):",
+                "",
+                "| method | dataset | score | source |",
+                "|---|---|---|---|",
+            ]
             for e in pub:
                 sc = f"{e['score']:.1f}" + (f" ± {e['std']:.1f}" if e.get("std") is not None else "")
                 lines.append(f"| {e['method']} | {e['task']} | {sc} | {e['source']} |")

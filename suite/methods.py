@@ -48,8 +48,13 @@ _RL = ("offline-rl",)
 _RL_IL = ("offline-rl", "offline-il")
 for _spec in [
     MethodSpec("bc", "agents.bc:BC", "agents.bc:BCConfig", _RL_IL, "behaviour cloning (CORL settings)"),
-    MethodSpec("odice", "agents.odice:ODICE", "agents.odice:ODICEConfig", _RL_IL,
-               "O-DICE: orthogonal-gradient DICE (Mao et al., ICLR 2024)"),
+    MethodSpec(
+        "odice",
+        "agents.odice:ODICE",
+        "agents.odice:ODICEConfig",
+        _RL_IL,
+        "O-DICE: orthogonal-gradient DICE (Mao et al., ICLR 2024)",
+    ),
     MethodSpec("td3bc", "agents.td3bc:TD3BC", "agents.td3bc:TD3BCConfig", _RL, "TD3+BC (Fujimoto & Gu, 2021)"),
     MethodSpec("iql", "agents.iql:IQL", "agents.iql:IQLConfig", _RL, "implicit Q-learning (Kostrikov et al., 2022)"),
     MethodSpec("cql", "agents.cql:CQL", "agents.cql:CQLConfig", _RL, "conservative Q-learning (Kumar et al., 2020)"),
@@ -65,8 +70,16 @@ for _name, _desc in [
     ("pc", "predictor-corrector sampler (Song et al. 2021, Alg. 1)"),
     ("ode", "probability-flow ODE with an adaptive solver"),
 ]:
-    register(MethodSpec(_name, "suite.generation:run_generative", "suite.generation:SamplerConfig", ("generation",),
-                        _desc, kind="generative"))
+    register(
+        MethodSpec(
+            _name,
+            "suite.generation:run_generative",
+            "suite.generation:SamplerConfig",
+            ("generation",),
+            _desc,
+            kind="generative",
+        )
+    )
 
 
 def _parse_value(text: str, tp: Any, key: str) -> Any:
@@ -120,7 +133,9 @@ def resolve_config(method: MethodSpec, task_id: str, overrides: dict[str, str] |
         values.update({k: tuple(v) if isinstance(v, list) else v for k, v in file_values.items()})
     for key, text in (overrides or {}).items():
         if key not in valid:
-            raise ConfigError(f"unknown config key {key!r} for method {method.name!r}; valid keys: {', '.join(sorted(valid))}")
+            raise ConfigError(
+                f"unknown config key {key!r} for method {method.name!r}; valid keys: {', '.join(sorted(valid))}"
+            )
         values[key] = _parse_value(text, hints[key], key)
     try:
         return cls(**values), set(values)

@@ -108,7 +108,9 @@ def iter_records(root: str | Path) -> list[tuple[Path, RunRecord]]:
 def _git(*args: str) -> str | None:
     try:
         here = Path(__file__).resolve().parent.parent
-        return subprocess.run(["git", *args], cwd=here, capture_output=True, text=True, timeout=10, check=True).stdout.strip()
+        return subprocess.run(
+            ["git", *args], cwd=here, capture_output=True, text=True, timeout=10, check=True
+        ).stdout.strip()
     except Exception:
         return None
 

@@ -141,8 +141,10 @@ def prepare_task(method_name: str, task_id: str, opts: RunOptions):
         raise SuiteError(f"method {method.name!r} is a generative method; it runs on generation tasks")
     if spec.kind not in method.task_kinds:
         why = " (it needs rewards, which imitation tasks do not have)" if spec.kind == "offline-il" else ""
-        raise SuiteError(f"method {method.name!r} does not support {spec.kind} task {spec.id!r}{why}; "
-                         f"it supports: {', '.join(method.task_kinds)}")
+        raise SuiteError(
+            f"method {method.name!r} does not support {spec.kind} task {spec.id!r}{why}; "
+            f"it supports: {', '.join(method.task_kinds)}"
+        )
     config, explicit = suite_methods.resolve_config(method, spec.id, opts.overrides)
     if spec.dataset is None:
         raise SuiteError(f"task {spec.id} has no dataset")
@@ -150,7 +152,8 @@ def prepare_task(method_name: str, task_id: str, opts: RunOptions):
         if not opts.build_missing:
             raise MissingDatasetError(
                 f"dataset for {spec.id} is not built; {suite_data.how_to_get(spec.dataset, spec.id)}, "
-                "or pass --build-missing")
+                "or pass --build-missing"
+            )
         from .data.build import build
 
         refs = (spec.references.min_return, spec.references.max_return) if spec.references else None
@@ -188,8 +191,12 @@ def run(method_name: str, task_id: str, opts: RunOptions | None = None) -> RunRe
     dataset, arrays, episode_ends = suite_data.load_transitions(spec.dataset, spec.id)
     from agents.base import prepare_data
 
-    prepared = prepare_data(arrays, normalize_observations=config.normalize_observations,
-                            reward_transform=config.reward_transform, episode_ends=episode_ends)
+    prepared = prepare_data(
+        arrays,
+        normalize_observations=config.normalize_observations,
+        reward_transform=config.reward_transform,
+        episode_ends=episode_ends,
+    )
     buffer = suite_data.TransitionBuffer(prepared.arrays, device)
     gen = torch.Generator(device="cpu").manual_seed(opts.seed)
     obs_dim = arrays["observations"].shape[1]
@@ -198,20 +205,35 @@ def run(method_name: str, task_id: str, opts: RunOptions | None = None) -> RunRe
     agent = agent_cls(config, obs_dim, act_dim, obs_mean=prepared.obs_mean, obs_std=prepared.obs_std, device=device)
 
     ds_meta = suite_data.store.metadata(dataset)
-    if spec.references is None and ds_meta.get("ref_min_score") is not None and ds_meta.get("ref_max_score") is not None:
-        spec = dataclasses.replace(spec, references=suite_tasks.References(
-            float(ds_meta["ref_min_score"]), float(ds_meta["ref_max_score"]), "minari dataset metadata"))
+    if (
+        spec.references is None
+        and ds_meta.get("ref_min_score") is not None
+        and ds_meta.get("ref_max_score") is not None
+    ):
+        spec = dataclasses.replace(
+            spec,
+            references=suite_tasks.References(
+                float(ds_meta["ref_min_score"]), float(ds_meta["ref_max_score"]), "minari dataset metadata"
+            ),
+        )
     record = RunRecord(
-        method=method.name, task=spec.id, seed=opts.seed, config=_config_dict(config), task_spec=spec.to_dict(),
+        method=method.name,
+        task=spec.id,
+        seed=opts.seed,
+        config=_config_dict(config),
+        task_spec=spec.to_dict(),
         run_id=run_dir.name,
-        provenance=provenance(str(device), {
-            "dataset_id": spec.dataset.dataset_id,
-            "dataset_checksum": ds_meta.get("suite_checksum") or suite_data.store.checksum(dataset),
-            "dataset_transitions": int(len(buffer)),
-            "references_source": spec.references.source if spec.references else None,
-            "protocol": {"steps": steps, "eval_every": eval_every, "eval_episodes": eval_episodes},
-            "command": " ".join(sys.argv),
-        }),
+        provenance=provenance(
+            str(device),
+            {
+                "dataset_id": spec.dataset.dataset_id,
+                "dataset_checksum": ds_meta.get("suite_checksum") or suite_data.store.checksum(dataset),
+                "dataset_transitions": int(len(buffer)),
+                "references_source": spec.references.source if spec.references else None,
+                "protocol": {"steps": steps, "eval_every": eval_every, "eval_episodes": eval_episodes},
+                "command": " ".join(sys.argv),
+            },
+        ),
     )
     start, elapsed = 0, 0.0
     if opts.resume and has_checkpoint(run_dir / "checkpoint"):
@@ -231,8 +253,15 @@ def run(method_name: str, task_id: str, opts: RunOptions | None = None) -> RunRe
 
     from tqdm.auto import tqdm
 
-    bar = tqdm(total=steps, initial=start, desc=f"{method.name} {spec.id} s{opts.seed}", unit="upd",
-               disable=not opts.progress, dynamic_ncols=True, smoothing=0.05)
+    bar = tqdm(
+        total=steps,
+        initial=start,
+        desc=f"{method.name} {spec.id} s{opts.seed}",
+        unit="upd",
+        disable=not opts.progress,
+        dynamic_ncols=True,
+        smoothing=0.05,
+    )
     finite = torch.ones((), dtype=torch.bool, device=device)
     t0 = time.perf_counter()
     step = start
@@ -267,10 +296,17 @@ def run(method_name: str, task_id: str, opts: RunOptions | None = None) -> RunRe
                     writer.flush()
                 bar.set_postfix(score=f"{score:.1f}" if score is not None else f"{mean:.1f}", refresh=False)
                 now = elapsed + time.perf_counter() - t0
-                save_checkpoint(run_dir / "checkpoint", {
-                    "agent": agent.state_dict(), "generator": gen.get_state(), "rng": _rng_state(),
-                    "step": step, "elapsed": now, "curve": [dataclasses.asdict(p) for p in record.curve],
-                })
+                save_checkpoint(
+                    run_dir / "checkpoint",
+                    {
+                        "agent": agent.state_dict(),
+                        "generator": gen.get_state(),
+                        "rng": _rng_state(),
+                        "step": step,
+                        "elapsed": now,
+                        "curve": [dataclasses.asdict(p) for p in record.curve],
+                    },
+                )
                 record.steps, record.wall_time_s = step, now
                 record.status = "running"
                 _finish_scores(record)

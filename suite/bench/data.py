@@ -37,10 +37,19 @@ def run(quick: bool = False, policy: str | None = None) -> list[dict]:
         t = time.perf_counter()
         collect("Hopper-v5", file, steps, seed=0, policy_name="bench", n_envs=8, workers=workers)
         rate = steps / (time.perf_counter() - t)
-        rows.append({"benchmark": "data_build", "env": "Hopper-v5", "policy": policy or "random", "workers": workers,
-                     "transitions": steps, "transitions_per_s": round(rate, 1),
-                     "bare_single_env_steps_per_s": round(bare, 1),
-                     "projected_1M_minutes": round(1e6 / rate / 60, 2), "goal_met": 1e6 / rate <= 300})
+        rows.append(
+            {
+                "benchmark": "data_build",
+                "env": "Hopper-v5",
+                "policy": policy or "random",
+                "workers": workers,
+                "transitions": steps,
+                "transitions_per_s": round(rate, 1),
+                "bare_single_env_steps_per_s": round(bare, 1),
+                "projected_1M_minutes": round(1e6 / rate / 60, 2),
+                "goal_met": 1e6 / rate <= 300,
+            }
+        )
     return rows
 
 

@@ -45,7 +45,9 @@ class TransitionBuffer:
 
     def __init__(self, arrays: dict[str, np.ndarray], device: str | torch.device = "cpu"):
         self.device = torch.device(device)
-        self.tensors = {k: torch.as_tensor(np.asarray(v, dtype=np.float32), device=self.device) for k, v in arrays.items()}
+        self.tensors = {
+            k: torch.as_tensor(np.asarray(v, dtype=np.float32), device=self.device) for k, v in arrays.items()
+        }
         self.size = len(self.tensors["rewards"])
 
     def __len__(self) -> int:

@@ -1,13 +1,13 @@
 """Rebuild D4RL-style datasets from behaviour policies, deterministically, as Minari datasets.
 
 Recipe (`DatasetSpec`): for each behaviour policy in `spec.policies`, run it on `n_envs` environment slots
-stepped in lockstep (`gymnasium.vector`, policy batched over the slots); slot j collects exactly
-`steps // n_envs` (+1 for the first `steps % n_envs` slots) transitions, so the total is exactly `steps`.
-Slots may be spread over worker processes (`workers`, 2 by default for large builds); each slot has its own
-action-noise generator, so the arrays do not depend on the number of workers. Actions are sampled stochastically from the policy (as D4RL did): uniform for
-`random`, tanh-Gaussian for the shipped SAC policies, with noise from an explicit torch generator. Every
-episode is reset with its own explicit seed derived from (dataset seed, policy name, env slot, episode
-number), so the same command gives identical arrays on the same machine.
+stepped in lockstep (`gymnasium.vector`, policy batched over the slots); slot j collects exactly `steps //
+n_envs` (+1 for the first `steps % n_envs` slots) transitions, so the total is exactly `steps`. Slots may be
+spread over worker processes (`workers`, 2 by default for large builds); each slot has its own action-noise
+generator, so the arrays do not depend on the number of workers. Actions are sampled stochastically from the
+policy (as D4RL did): uniform for `random`, tanh-Gaussian for the shipped SAC policies, with noise from an
+explicit torch generator. Every episode is reset with its own explicit seed derived from (dataset seed, policy
+name, env slot, episode number), so the same command gives identical arrays on the same machine.
 
 - `medium-expert` runs `medium` then `expert` with `steps` each and concatenates them (2x steps, as D4RL's
   2M-transition medium-expert): its arrays equal the medium dataset's followed by the expert dataset's.
@@ -42,17 +42,18 @@ def episode_seed(seed: int, policy: str, slot: int, episode: int) -> int:
     return int(ss.generate_state(1, dtype=np.uint32)[0])
 
 
-def policy_files(env: str, name: str) -> list[Path]:
+def policy_files(env_id: str, name: str) -> list[Path]:
     """Safetensors files of a shipped behaviour policy ('replay' is the snapshot sequence, in order)."""
+    root = POLICY_DIR / env_id
     if name == "replay":
-        files = sorted((POLICY_DIR / env / "replay").glob("*.safetensors"))
+        files = sorted((root / "replay").glob("*.safetensors"))
     else:
-        f = POLICY_DIR / env / f"{name}.safetensors"
+        f = root / f"{name}.safetensors"
         files = [f] if f.exists() else []
     if not files:
         raise MissingDatasetError(
-            f"behaviour policy {env}/{name} is not shipped in {POLICY_DIR}; train it with "
-            f"`python -m suite.behaviour train` and `select` (see README, 'Behaviour policies')"
+            f"behaviour policy {env_id}/{name} is not shipped in {POLICY_DIR}; train it with "
+            f"`python -m suite behaviour train {env_id}` and `select` (see README, 'Behaviour policies')"
         )
     return files
 
@@ -88,21 +89,27 @@ def slot_budgets(steps: int, n_envs: int) -> list[int]:
     return [steps // n_envs + (1 if j < steps % n_envs else 0) for j in range(n_envs)]
 
 
-def _collect_slots(env_id: str, file: Path | None, slots: list[int], budgets: list[int], seed: int,
-                   policy_name: str, progress=None) -> list[list[dict]]:
+def _collect_slots(
+    env_id: str, file: Path | None, slots: list[int], budgets: list[int], seed: int, policy_name: str, progress=None
+) -> list[list[dict]]:
     """Run the given env slots in lockstep; slot j collects exactly budgets[j] transitions."""
     import gymnasium as gym
     from gymnasium.vector import AutoresetMode
 
     n = len(slots)
-    envs = gym.make_vec(env_id, num_envs=n, vectorization_mode="sync",
-                        vector_kwargs={"autoreset_mode": AutoresetMode.DISABLED})
+    envs = gym.make_vec(
+        env_id, num_envs=n, vectorization_mode="sync", vector_kwargs={"autoreset_mode": AutoresetMode.DISABLED}
+    )
     try:
         act = _Actor(file, envs.single_action_space, seed, policy_name, slots)
         od, ad = envs.single_observation_space.shape[0], envs.single_action_space.shape[0]
         cap = max(budgets)
-        O = np.zeros((n, cap, od)); N = np.zeros((n, cap, od)); A = np.zeros((n, cap, ad), np.float32)
-        R = np.zeros((n, cap)); T = np.zeros((n, cap), bool); U = np.zeros((n, cap), bool)
+        O = np.zeros((n, cap, od))
+        N = np.zeros((n, cap, od))
+        A = np.zeros((n, cap, ad), np.float32)
+        R = np.zeros((n, cap))
+        T = np.zeros((n, cap), bool)
+        U = np.zeros((n, cap), bool)
         ep_seeds: list[list[int]] = [[episode_seed(seed, policy_name, j, 0)] for j in slots]
         obs, _ = envs.reset(seed=[s[0] for s in ep_seeds])
         budgets_arr = np.asarray(budgets)
@@ -133,14 +140,16 @@ def _collect_slots(env_id: str, file: Path | None, slots: list[int], budgets: li
         ends = np.flatnonzero(T[i, :b] | U[i, :b])
         eps, start = [], 0
         for k, e in enumerate(ends):
-            eps.append({
-                "seed": ep_seeds[i][k],
-                "observations": np.concatenate([O[i, start:e + 1], N[i, e:e + 1]]),
-                "actions": A[i, start:e + 1].copy(),
-                "rewards": R[i, start:e + 1].copy(),
-                "terminations": T[i, start:e + 1].copy(),
-                "truncations": U[i, start:e + 1].copy(),
-            })
+            eps.append(
+                {
+                    "seed": ep_seeds[i][k],
+                    "observations": np.concatenate([O[i, start : e + 1], N[i, e : e + 1]]),
+                    "actions": A[i, start : e + 1].copy(),
+                    "rewards": R[i, start : e + 1].copy(),
+                    "terminations": T[i, start : e + 1].copy(),
+                    "truncations": U[i, start : e + 1].copy(),
+                }
+            )
             start = e + 1
         out.append(eps)
     return out
@@ -172,13 +181,13 @@ def collect(
         import multiprocessing as mp
         from concurrent.futures import ProcessPoolExecutor
 
-        groups = [slots[w::workers] for w in range(workers)]
-        jobs = [(env_id, file, g, [budgets[j] for j in g], seed, policy_name) for g in groups if g]
+        groups = [g for g in (slots[w::workers] for w in range(workers)) if g]
+        jobs = [(env_id, file, g, [budgets[j] for j in g], seed, policy_name) for g in groups]
         with ProcessPoolExecutor(len(jobs), mp_context=mp.get_context("spawn")) as pool:
             results = list(pool.map(_worker, jobs))
         per_slot = [None] * n_envs
-        for g, res in zip(groups, results):
-            for j, eps in zip(g, res):
+        for g, res in zip(groups, results, strict=True):
+            for j, eps in zip(g, res, strict=True):
                 per_slot[j] = eps
         if progress is not None:
             progress(steps)
@@ -215,15 +224,14 @@ def build(
     if spec.source != "recipe":
         raise MissingDatasetError(f"dataset {spec.dataset_id!r} is not built by the suite (source: {spec.source})")
     steps = steps or spec.default_steps
-    env = spec.dataset_id.split("/")[1]
     plan: list[tuple[str, Path | None, int]] = []  # (policy name, file, steps)
     for name in spec.policies:
         if name == "random":
             plan.append(("random", None, steps))
         else:
-            files = policy_files(env, name)
+            files = policy_files(spec.env_id, name)
             per = [steps // len(files) + (1 if i < steps % len(files) else 0) for i in range(len(files))]
-            plan += [(f"{name}/{f.stem}" if name == "replay" else name, f, n) for f, n in zip(files, per)]
+            plan += [(f"{name}/{f.stem}" if name == "replay" else name, f, n) for f, n in zip(files, per, strict=True)]
 
     episodes: list[dict] = []
     total = sum(n for _, _, n in plan)
@@ -231,8 +239,9 @@ def build(
     try:
         for name, file, n in plan:
             w = workers if workers is not None else (1 if n < 50_000 else min(2, os.cpu_count() or 1))
-            episodes += collect(spec.env_id, file, n, seed=spec.seed, policy_name=name, n_envs=n_envs, workers=w,
-                                progress=bar.update)
+            episodes += collect(
+                spec.env_id, file, n, seed=spec.seed, policy_name=name, n_envs=n_envs, workers=w, progress=bar.update
+            )
     finally:
         bar.close()
 
@@ -242,14 +251,25 @@ def build(
             return store.load(spec.dataset_id)
         shutil.rmtree(store.dataset_path(spec.dataset_id))
     buffers = [
-        EpisodeBuffer(id=i, seed=ep["seed"], observations=ep["observations"], actions=ep["actions"],
-                      rewards=ep["rewards"], terminations=ep["terminations"], truncations=ep["truncations"])
+        EpisodeBuffer(
+            id=i,
+            seed=ep["seed"],
+            observations=ep["observations"],
+            actions=ep["actions"],
+            rewards=ep["rewards"],
+            terminations=ep["terminations"],
+            truncations=ep["truncations"],
+        )
         for i, ep in enumerate(episodes)
     ]
     recipe = {
         "policies": [
-            {"name": name, "file": str(file.relative_to(POLICY_DIR)) if file else None,
-             "sha256": _sha256(file) if file else None, "steps": n}
+            {
+                "name": name,
+                "file": str(file.relative_to(POLICY_DIR)) if file else None,
+                "sha256": _sha256(file) if file else None,
+                "steps": n,
+            }
             for name, file, n in plan
         ],
         "seed": spec.seed,

@@ -59,7 +59,7 @@ def split_episodes(arrays: dict[str, np.ndarray]) -> list[dict]:
     for e in ends:
         stop = e + 1
         if nxt is not None:
-            o = np.concatenate([obs[start:stop], nxt[e:e + 1]])
+            o = np.concatenate([obs[start:stop], nxt[e : e + 1]])
             sl = slice(start, stop)
         else:  # the final observation is unknown: drop the last transition
             o = obs[start:stop]
@@ -71,14 +71,27 @@ def split_episodes(arrays: dict[str, np.ndarray]) -> list[dict]:
                 t[-1] = False
             if not (t[-1] or tr[-1]):
                 tr[-1] = True  # cut episode: mark truncated
-            episodes.append({"observations": o.astype(np.float64), "actions": act[sl].astype(np.float32),
-                             "rewards": rew[sl].astype(np.float64), "terminations": t, "truncations": tr})
+            episodes.append(
+                {
+                    "observations": o.astype(np.float64),
+                    "actions": act[sl].astype(np.float32),
+                    "rewards": rew[sl].astype(np.float64),
+                    "terminations": t,
+                    "truncations": tr,
+                }
+            )
         start = stop
     return episodes
 
 
-def import_d4rl(path: str | Path, dataset_id: str, env_id: str, references: tuple[float, float] | None = None,
-                *, overwrite: bool = False):
+def import_d4rl(
+    path: str | Path,
+    dataset_id: str,
+    env_id: str,
+    references: tuple[float, float] | None = None,
+    *,
+    overwrite: bool = False,
+):
     import minari
     from minari.data_collector import EpisodeBuffer
 
@@ -88,20 +101,40 @@ def import_d4rl(path: str | Path, dataset_id: str, env_id: str, references: tupl
         if not overwrite:
             raise SuiteError(f"dataset {dataset_id} already exists; pass --overwrite to replace it")
         shutil.rmtree(store.dataset_path(dataset_id))
-    buffers = [EpisodeBuffer(id=i, observations=e["observations"], actions=e["actions"], rewards=e["rewards"],
-                             terminations=e["terminations"], truncations=e["truncations"])
-               for i, e in enumerate(episodes)]
+    buffers = [
+        EpisodeBuffer(
+            id=i,
+            observations=e["observations"],
+            actions=e["actions"],
+            rewards=e["rewards"],
+            terminations=e["terminations"],
+            truncations=e["truncations"],
+        )
+        for i, e in enumerate(episodes)
+    ]
     kwargs = {} if references is None else {"ref_min_score": references[0], "ref_max_score": references[1]}
-    ds = minari.create_dataset_from_buffers(dataset_id=dataset_id, buffer=buffers, env=env_id,
-                                            algorithm_name="D4RL (imported)", author={"D4RL"},
-                                            description=f"Imported from D4RL file {Path(path).name}", **kwargs)
+    ds = minari.create_dataset_from_buffers(
+        dataset_id=dataset_id,
+        buffer=buffers,
+        env=env_id,
+        algorithm_name="D4RL (imported)",
+        author={"D4RL"},
+        description=f"Imported from D4RL file {Path(path).name}",
+        **kwargs,
+    )
     import hashlib
 
-    store.update_metadata(ds, {
-        "suite_checksum": store.checksum_episodes(episodes),
-        "suite_import": {"file": Path(path).name, "file_sha256": hashlib.sha256(Path(path).read_bytes()).hexdigest(),
-                         "transitions": int(len(arrays["rewards"]))},
-    })
+    store.update_metadata(
+        ds,
+        {
+            "suite_checksum": store.checksum_episodes(episodes),
+            "suite_import": {
+                "file": Path(path).name,
+                "file_sha256": hashlib.sha256(Path(path).read_bytes()).hexdigest(),
+                "transitions": int(len(arrays["rewards"])),
+            },
+        },
+    )
     return ds
 
 
@@ -114,5 +147,6 @@ def download_minari(dataset_id: str):
     except Exception as e:
         raise MissingDatasetError(
             f"could not download Minari dataset {dataset_id!r} ({type(e).__name__}: {e}); this needs internet "
-            "access to Minari's remote storage") from e
+            "access to Minari's remote storage"
+        ) from e
     return store.load(dataset_id)

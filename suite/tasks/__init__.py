@@ -16,8 +16,8 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..registry import Registry, closest
 from ..errors import UnknownIdError
+from ..registry import Registry, closest
 
 TASK_KINDS = ("offline-rl", "offline-il", "generation", "restoration")
 _ID_RE = re.compile(r"^(?:(?P<ns>[A-Za-z0-9_.\-/]+)/)?(?P<name>[A-Za-z0-9_.\-]+?)(?:-v(?P<version>\d+))?$")
@@ -130,7 +130,11 @@ class TaskRegistry(Registry[TaskSpec]):
         unversioned = sorted({i.rsplit("-v", 1)[0] for i in self._entries})
         hints = closest(task_id, unversioned + self.ids())
         msg = f"unknown task {task_id!r}"
-        msg += ("; did you mean " + ", ".join(repr(h) for h in hints) + "?") if hints else "; see `python -m suite ls tasks`"
+        msg += (
+            ("; did you mean " + ", ".join(repr(h) for h in hints) + "?")
+            if hints
+            else "; see `python -m suite ls tasks`"
+        )
         raise UnknownIdError(msg)
 
     def get(self, task_id: str) -> TaskSpec:
@@ -152,6 +156,6 @@ def list_tasks(kind: str | None = None) -> list[TaskSpec]:
     return [s for _, s in registry.items() if kind is None or s.kind == kind]
 
 
-from . import mujoco as _mujoco  # noqa: E402,F401  (registers the built-in tasks)
 from . import external as _external  # noqa: E402,F401
 from . import generation as _generation  # noqa: E402,F401
+from . import mujoco as _mujoco  # noqa: E402,F401  (registers the built-in tasks)

@@ -28,21 +28,31 @@ def _register_all() -> None:
     for env, (gym_id, rmin, rmax) in D4RL_ENVS.items():
         refs = References(rmin, rmax, "d4rl-v2 reference returns")
         for level in D4RL_LEVELS:
-            register(TaskSpec(
-                id=f"d4rl/{env}-{level}-v2", kind="offline-rl",
-                description=f"D4RL {env}-{level}-v2 (imported hdf5), evaluated on {gym_id}",
-                dataset=DatasetSpec(dataset_id=f"d4rl/{env}/{level}-v2", env_id=gym_id, source="d4rl", policies=()),
-                env_id=gym_id, references=refs,
-            ))
+            register(
+                TaskSpec(
+                    id=f"d4rl/{env}-{level}-v2",
+                    kind="offline-rl",
+                    description=f"D4RL {env}-{level}-v2 (imported hdf5), evaluated on {gym_id}",
+                    dataset=DatasetSpec(dataset_id=f"d4rl/{env}/{level}-v2", env_id=gym_id, source="d4rl", policies=()),
+                    env_id=gym_id,
+                    references=refs,
+                )
+            )
     for env, gym_id in MINARI_ENVS.items():
         for level in MINARI_LEVELS:
-            register(TaskSpec(
-                id=f"minari/mujoco/{env}/{level}-v0", kind="offline-rl",
-                description=f"Minari mujoco/{env}/{level}-v0 (remote download; not D4RL data)",
-                dataset=DatasetSpec(dataset_id=f"mujoco/{env}/{level}-v0", env_id=gym_id, source="minari-remote",
-                                    policies=()),
-                env_id=gym_id, references=None, extra={"references_from": "minari dataset metadata"},
-            ))
+            register(
+                TaskSpec(
+                    id=f"minari/mujoco/{env}/{level}-v0",
+                    kind="offline-rl",
+                    description=f"Minari mujoco/{env}/{level}-v0 (remote download; not D4RL data)",
+                    dataset=DatasetSpec(
+                        dataset_id=f"mujoco/{env}/{level}-v0", env_id=gym_id, source="minari-remote", policies=()
+                    ),
+                    env_id=gym_id,
+                    references=None,
+                    extra={"references_from": "minari dataset metadata"},
+                )
+            )
 
 
 _register_all()

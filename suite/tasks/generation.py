@@ -13,19 +13,37 @@ IMAGES = {
     "digits-8x8": "scikit-learn's bundled 8x8 digits (1797 images, 16 grey levels): the embedded default",
     "mnist": "MNIST 28x28 from SUITE_DATA_DIR/mnist.npz or a torchvision download",
     "cifar10": "CIFAR-10 32x32 (torchvision download or a user's copy)",
-    "cifar10-jpeg": "CIFAR-10 test split decoded from a lossy JPEG copy (q~75): development only, never FID vs CIFAR-10",
+    "cifar10-jpeg": "CIFAR-10 test split from a lossy JPEG copy (q~75): development only, never FID vs CIFAR-10",
 }
 
 
 def _register_all() -> None:
     for name, (factory, desc) in ANALYTIC.items():
-        register(TaskSpec(id=f"{name}-v0", kind="generation", description=desc, eval_episodes=0,
-                          extra={"distribution": factory, "n_samples": 4096, "metric": "mmd2",
-                                 "lower_is_better": True,
-                                 "corrector_norm": "batch" if name == "gmm-2d" else "sample"}))
+        register(
+            TaskSpec(
+                id=f"{name}-v0",
+                kind="generation",
+                description=desc,
+                eval_episodes=0,
+                extra={
+                    "distribution": factory,
+                    "n_samples": 4096,
+                    "metric": "mmd2",
+                    "lower_is_better": True,
+                    "corrector_norm": "batch" if name == "gmm-2d" else "sample",
+                },
+            )
+        )
     for name, desc in IMAGES.items():
-        register(TaskSpec(id=f"{name}-v0", kind="generation", description=desc, eval_episodes=0,
-                          extra={"dataset": name, "n_samples": 1000, "metric": "fd_lenet", "lower_is_better": True}))
+        register(
+            TaskSpec(
+                id=f"{name}-v0",
+                kind="generation",
+                description=desc,
+                eval_episodes=0,
+                extra={"dataset": name, "n_samples": 1000, "metric": "fd_lenet", "lower_is_better": True},
+            )
+        )
 
 
 _register_all()

@@ -4,7 +4,7 @@ Datasets follow D4RL's recipes (random, medium, medium-replay, expert, medium-ex
 suite from behaviour policies shipped in `suite/data/policies/` (see `suite.data.build`). They are *not*
 D4RL's data: scores on them are labelled `suite` and never mixed with D4RL's in a table.
 
-Reference returns (normalised score 0 and 100): where `suite/data/policies/<env>/reference.json` exists, the
+Reference returns (normalised score 0 and 100): where `suite/data/policies/<EnvId>/reference.json` exists, the
 random and expert returns measured over 100 episodes with the shipped policies (as Minari does); otherwise
 D4RL's published reference returns, labelled as such in every record.
 """
@@ -33,9 +33,14 @@ LEVELS = {  # level -> behaviour policies, in collection order (see suite.data.b
 }
 
 
+def policy_dir(gym_id: str) -> Path:
+    """Where the behaviour policies of a Gymnasium environment are shipped (written by suite.behaviour)."""
+    return POLICY_DIR / gym_id
+
+
 def references(env: str) -> References:
     gym_id, rmin, rmax = ENVS[env]
-    path = POLICY_DIR / env / "reference.json"
+    path = policy_dir(gym_id) / "reference.json"
     if path.exists():
         ref = json.loads(path.read_text())
 

@@ -6,7 +6,7 @@ import pytest
 
 from suite.cli import main
 from suite.data import load_transitions
-from suite.data.d4rl import import_d4rl, read_d4rl_hdf5, split_episodes
+from suite.data.d4rl import read_d4rl_hdf5, split_episodes
 from suite.errors import CorruptFileError
 from suite.tasks import get_task
 

@@ -73,8 +73,13 @@ def test_transitions_terminals_are_not_timeouts(hopper_random):
 def test_buffer_sampling_is_seeded():
     import torch
 
-    arrays = {"observations": np.arange(20, dtype=np.float32).reshape(10, 2), "actions": np.zeros((10, 1)),
-              "rewards": np.arange(10.0), "next_observations": np.zeros((10, 2)), "terminals": np.zeros(10)}
+    arrays = {
+        "observations": np.arange(20, dtype=np.float32).reshape(10, 2),
+        "actions": np.zeros((10, 1)),
+        "rewards": np.arange(10.0),
+        "next_observations": np.zeros((10, 2)),
+        "terminals": np.zeros(10),
+    }
     buf = TransitionBuffer(arrays)
     a = buf.sample(5, torch.Generator().manual_seed(3))
     b = buf.sample(5, torch.Generator().manual_seed(3))
@@ -92,8 +97,8 @@ def test_missing_dataset_says_how_to_build(minari_root):
 
 def test_missing_policy_is_a_clear_error(minari_root, monkeypatch, tmp_path):
     monkeypatch.setattr(B, "POLICY_DIR", tmp_path)
-    with pytest.raises(MissingDatasetError, match="behaviour policy hopper/medium is not shipped"):
-        B.policy_files("hopper", "medium")
+    with pytest.raises(MissingDatasetError, match="behaviour policy Hopper-v5/medium is not shipped"):
+        B.policy_files("Hopper-v5", "medium")
 
 
 def test_transition_cache_matches_episodes_and_imitation_subset(hopper_random):

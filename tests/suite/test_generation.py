@@ -28,7 +28,7 @@ def test_samples_depend_only_on_their_seed():
     cfg = SamplerConfig(nfe=10)
     seeds = torch.arange(6) + 17
     whole = sample("em", cfg, mix.score_fn(sde), sde, (6, 2), seeds).x
-    alone = torch.cat([sample("em", cfg, mix.score_fn(sde), sde, (1, 2), seeds[i:i + 1]).x for i in range(6)])
+    alone = torch.cat([sample("em", cfg, mix.score_fn(sde), sde, (1, 2), seeds[i : i + 1]).x for i in range(6)])
     torch.testing.assert_close(whole, alone, rtol=0, atol=0)
 
 

@@ -1,3 +1,5 @@
+import dataclasses
+
 import pytest
 
 from suite.errors import DuplicateIdError, UnknownIdError
@@ -68,7 +70,12 @@ def test_builtin_tasks_and_json_round_trip():
 
 
 def test_frozen_spec():
-    spec = TaskSpec(id="x-v0", kind="offline-rl", description="",
-                    dataset=DatasetSpec("a/b-v0", "Hopper-v5"), references=References(0, 1, "t"))
-    with pytest.raises(Exception):
+    spec = TaskSpec(
+        id="x-v0",
+        kind="offline-rl",
+        description="",
+        dataset=DatasetSpec("a/b-v0", "Hopper-v5"),
+        references=References(0, 1, "t"),
+    )
+    with pytest.raises(dataclasses.FrozenInstanceError):
         spec.kind = "generation"  # type: ignore[misc]

@@ -7,7 +7,6 @@ import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pytest
 
@@ -34,10 +33,20 @@ def test_record_fields_and_determinism(hopper_random_built, tmp_path):
     assert a.best_score == max(p.normalized_score for p in a.curve)
     assert a.config["batch_size"] > 0 and "normalize_observations" in a.config
     prov = a.provenance
-    for key in ("git_revision", "git_dirty", "packages", "dataset_id", "dataset_checksum", "device", "references_source"):
+    for key in (
+        "git_revision",
+        "git_dirty",
+        "packages",
+        "dataset_id",
+        "dataset_checksum",
+        "device",
+        "references_source",
+    ):
         assert key in prov
-    assert prov["dataset_checksum"] == __import__("minari").load_dataset("suite/hopper/random-v0").storage.metadata[
-        "suite_checksum"]
+    assert (
+        prov["dataset_checksum"]
+        == __import__("minari").load_dataset("suite/hopper/random-v0").storage.metadata["suite_checksum"]
+    )
     assert a.updates_per_s and a.updates_per_s > 0 and a.wall_time_s > 0
     c = run("bc", "hopper-random", RunOptions(seed=4, out=tmp_path / "c", **FAST))
     assert _returns(c) != _returns(a)  # a different seed gives a different run
@@ -46,8 +55,13 @@ def test_record_fields_and_determinism(hopper_random_built, tmp_path):
 
 
 def test_resume_after_stop_matches_uninterrupted(hopper_random_built, tmp_path):
-    full = run("bc", "hopper-random", RunOptions(seed=1, out=tmp_path / "full", tensorboard=True,
-                                                  **{k: v for k, v in FAST.items() if k != "tensorboard"}))
+    full = run(
+        "bc",
+        "hopper-random",
+        RunOptions(
+            seed=1, out=tmp_path / "full", tensorboard=True, **{k: v for k, v in FAST.items() if k != "tensorboard"}
+        ),
+    )
     part = run("bc", "hopper-random", RunOptions(seed=1, out=tmp_path / "part", stop_after=150, **FAST))
     assert part.status == "running" and part.steps == 150
     resumed = run("bc", "hopper-random", RunOptions(seed=1, out=tmp_path / "part", resume=True, **FAST))
@@ -58,8 +72,25 @@ def test_resume_after_stop_matches_uninterrupted(hopper_random_built, tmp_path):
 
 
 def test_sigkill_then_resume(hopper_random_built, tmp_path):
-    args = [sys.executable, "-m", "suite", "run", "bc", "hopper-random", "--seed", "2", "--steps", "3000",
-            "--eval-every", "250", "--eval-episodes", "2", "--out", str(tmp_path / "k"), "--no-progress"]
+    args = [
+        sys.executable,
+        "-m",
+        "suite",
+        "run",
+        "bc",
+        "hopper-random",
+        "--seed",
+        "2",
+        "--steps",
+        "3000",
+        "--eval-every",
+        "250",
+        "--eval-episodes",
+        "2",
+        "--out",
+        str(tmp_path / "k"),
+        "--no-progress",
+    ]
     env = {**os.environ, "SUITE_TEST_THREADS": "1", "OMP_NUM_THREADS": "1"}
     proc = subprocess.Popen(args, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     deadline = time.time() + 300
@@ -84,24 +115,46 @@ def test_sigkill_then_resume(hopper_random_built, tmp_path):
     assert rec.status == "running" and rec.steps < 3000
     assert subprocess.run(args + ["--resume"], env=env, capture_output=True).returncode == 0
     resumed = load_record(next((tmp_path / "k").rglob("record.json")))
-    straight = run("bc", "hopper-random", RunOptions(seed=2, steps=3000, eval_every=250, eval_episodes=2,
-                                                      out=tmp_path / "s", progress=False, tensorboard=False))
+    straight = run(
+        "bc",
+        "hopper-random",
+        RunOptions(
+            seed=2, steps=3000, eval_every=250, eval_episodes=2, out=tmp_path / "s", progress=False, tensorboard=False
+        ),
+    )
     assert resumed.status == "ok" and resumed.final_score == straight.final_score
     assert _returns(resumed) == _returns(straight)
 
 
 @pytest.fixture
 def nan_method():
-    spec = methods.MethodSpec("nan-test", "tests.suite.dummy_agents:NaNAgent", "tests.suite.dummy_agents:NaNAgentConfig",
-                              ("offline-rl",), "test agent whose loss turns NaN")
+    spec = methods.MethodSpec(
+        "nan-test",
+        "tests.suite.dummy_agents:NaNAgent",
+        "tests.suite.dummy_agents:NaNAgentConfig",
+        ("offline-rl",),
+        "test agent whose loss turns NaN",
+    )
     methods.register(spec)
     yield spec
     methods.registry.unregister("nan-test")
 
 
 def test_divergence_is_recorded_never_scored(hopper_random_built, tmp_path, nan_method):
-    rec = run("nan-test", "hopper-random", RunOptions(seed=0, out=tmp_path, steps=1000, eval_every=100, eval_episodes=2,
-                                                       log_every=100, progress=False, tensorboard=False))
+    rec = run(
+        "nan-test",
+        "hopper-random",
+        RunOptions(
+            seed=0,
+            out=tmp_path,
+            steps=1000,
+            eval_every=100,
+            eval_episodes=2,
+            log_every=100,
+            progress=False,
+            tensorboard=False,
+        ),
+    )
     assert rec.status == "diverged" and rec.steps <= 200
     assert rec.final_score is None and rec.best_score is None
     on_disk = load_record(next(tmp_path.rglob("record.json")))
@@ -133,8 +186,27 @@ def test_cli_subprocess_unknown_task():
 
 def test_cli_run_and_table(hopper_random_built, tmp_path, capsys):
     for seed in (0, 1):
-        assert main(["run", "bc", "hopper-random", "--seed", str(seed), "--steps", "100", "--eval-every", "100",
-                     "--eval-episodes", "2", "--out", str(tmp_path), "--no-progress"]) == 0
+        assert (
+            main(
+                [
+                    "run",
+                    "bc",
+                    "hopper-random",
+                    "--seed",
+                    str(seed),
+                    "--steps",
+                    "100",
+                    "--eval-every",
+                    "100",
+                    "--eval-episodes",
+                    "2",
+                    "--out",
+                    str(tmp_path),
+                    "--no-progress",
+                ]
+            )
+            == 0
+        )
     capsys.readouterr()
     assert main(["table", "--runs", str(tmp_path), "--no-published"]) == 0
     out = capsys.readouterr().out
@@ -147,11 +219,16 @@ def test_validate_flags_bad_records(hopper_random_built, tmp_path):
 
     from suite.validate import problems
 
-    rec = run("bc", "hopper-random", RunOptions(seed=0, out=tmp_path, steps=50, eval_every=50, eval_episodes=1,
-                                                 progress=False, tensorboard=False))
+    rec = run(
+        "bc",
+        "hopper-random",
+        RunOptions(seed=0, out=tmp_path, steps=50, eval_every=50, eval_episodes=1, progress=False, tensorboard=False),
+    )
     assert [p for p in problems(rec) if "dirty" not in p] == []
     changed = dataclasses.replace(rec, task_spec={**rec.task_spec, "eval_episodes": 99})
     assert any("differs from the recorded one" in p for p in problems(changed))
-    assert any("dataset" in p for p in problems(dataclasses.replace(
-        rec, provenance={**rec.provenance, "dataset_checksum": "0" * 64})))
+    assert any(
+        "dataset" in p
+        for p in problems(dataclasses.replace(rec, provenance={**rec.provenance, "dataset_checksum": "0" * 64}))
+    )
     assert any("status" in p for p in problems(dataclasses.replace(rec, status="diverged")))
