@@ -20,6 +20,7 @@ from typing import Any
 
 import torch
 
+from . import _fast
 from .controllers import ConstantStepSize, PIDController, StepTo
 from .errors import SolveConfigError
 from .methods._base import bview
@@ -260,6 +261,15 @@ def integrate_adaptive(p: Problem, checkpoint_every: int | None = None, step_hoo
     order = solver.order
     dtmin, dtmax = ctrl.dtmin, ctrl.dtmax
 
+    if _fast.eligible(solver, ctrl, y0, checkpoint_every):
+        scalar_dir = None
+        if _is_number(p.t0) and _is_number(p.t1):
+            scalar_dir = 1.0 if p.t1 >= p.t0 else -1.0
+        t, y, active, status, nsteps, iters, nfev, buf = _fast.run(
+            p, state, t0, t1, dt, direction, nfev, saver, buf, step_hook, hist, scalar_dir
+        )
+        return _finish(p, t0, t, y0, y, ~active, status, nsteps, iters, nfev, fpstep, saver, buf, hist)
+
     history = ctrl.uses_history
     zero = torch.zeros_like(t0)
     inf = float("inf")
@@ -326,10 +336,14 @@ def integrate_adaptive(p: Problem, checkpoint_every: int | None = None, step_hoo
         carry = _checkpointed(run_chunk(count), carry, bool(checkpoint_every))
         it += count
     t, y, dt, done, status, nsteps, iters, nfev = carry[:8]
-    nrej = iters - nsteps
-    nfev = nfev + iters * fpstep
     if buf is not None:
         buf = carry[10 + ns]
+    return _finish(p, t0, t, y0, y, done, status, nsteps, iters, nfev, fpstep, saver, buf, hist)
+
+
+def _finish(p, t0, t, y0, y, done, status, nsteps, iters, nfev, fpstep, saver, buf, hist) -> Solution:
+    nrej = iters - nsteps
+    nfev = nfev + iters * fpstep
     status = torch.where(done, status, int(Status.MAX_STEPS_REACHED))
     steps_ts = steps_y = steps_valid = None
     if hist is not None:
