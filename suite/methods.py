@@ -82,6 +82,11 @@ for _name, _desc in [
     )
 
 
+register(MethodSpec("score-sde", "suite.generation:run_score_sde", "suite.generation:ScoreSDERunConfig",
+                    ("generation",), "score-based SDE: train a score model (DSM), then sample (Song et al. 2021)",
+                    kind="generative"))
+
+
 def _parse_value(text: str, tp: Any, key: str) -> Any:
     origin = typing.get_origin(tp)
     args = typing.get_args(tp)
