@@ -28,6 +28,7 @@ import torch
 from .controllers import PIDController
 from .methods._base import ExplicitRK
 from .solution import Status
+from .terms import ODETerm
 
 ENABLED = True  # switch for A/B measurements and tests
 
@@ -54,6 +55,9 @@ def _plain_pid(ctrl) -> bool:
         and not ctrl.uses_history
         and ctrl.rtol > 0.0
     )
+
+
+_TABLEAUX: dict = {}
 
 
 class _Tableau:
@@ -94,9 +98,9 @@ class _Tableau:
 def run(p, state, t0, t1, dt, direction, nfev, saver, buf, step_hook, hist, scalar_dir):
     """The loop; returns ``(t, y, active, status, nsteps, iters, nfev, buf)``."""
     terms, solver, y0, ctrl = p.terms, p.solver, p.y0, p.controller
-    vf = terms.vf
-    where, addcmul, mul, minimum, maximum = torch.where, torch.addcmul, torch.mul, torch.minimum, torch.maximum
-    fmin, gt, equal, vecdot = torch.fmin, torch.gt, torch.equal, torch.linalg.vecdot
+    vf = terms.vector_field if type(terms) is ODETerm else terms.vf  # one Python frame less per evaluation
+    where, addcmul, mul, clamp, maximum = torch.where, torch.addcmul, torch.mul, torch.clamp, torch.maximum
+    fmin, gt, equal, mv = torch.fmin, torch.gt, torch.equal, torch.mv
     b = y0.shape[0]
     nd = y0.dim() - 1
     bshape = (b,) + (1,) * nd
@@ -129,7 +133,10 @@ def run(p, state, t0, t1, dt, direction, nfev, saver, buf, step_hook, hist, scal
         s_hi_t, s_lo_t = const(s_hi), const(s_lo)
         mult_t = const(mult)
         thr = const(sc)
-    tab = _Tableau(solver, kw, nd)
+    key = (type(solver), fsal, y0.dtype, y0.device, nd)
+    tab = _TABLEAUX.get(key)
+    if tab is None:
+        tab = _TABLEAUX[key] = _Tableau(solver, kw, nd)
     cols, first, nonzero_row = tab.cols, tab.first, tab.nonzero_row
     c_col, c_index = tab.c_col, tab.c_index
     stage_c = [None] + [c_index.get(c) for c in solver.c[1:]]
@@ -159,6 +166,12 @@ def run(p, state, t0, t1, dt, direction, nfev, saver, buf, step_hook, hist, scal
     # exactly at t1 (rem = 0) or has dt = 0 (STEP_SIZE_TOO_SMALL), so dt_step below is 0 for it with no mask
     dt = where(active, dt, zero_t)
     need_acc = buf is not None or step_hook is not None or hist is not None or history or dtmin is not None
+    # Without those consumers no per-step "active" mask is needed: a sample is finished iff t == t1 exactly
+    # (the last step sets t = t1); the statistics are summed from the recorded (accept, t) every flush_every
+    # steps. (A step that lands on t1 exactly without being the "last" one finishes the sample at once, where
+    # the generic loop takes one more zero-length step.)
+    track = need_acc
+    ones_d = torch.ones(y0[0].numel(), **kw) if nd == 1 else None
 
     t, y = t0, y0
     k_first = state[0] if fsal else None
@@ -169,6 +182,8 @@ def run(p, state, t0, t1, dt, direction, nfev, saver, buf, step_hook, hist, scal
     def flush(nsteps, iters):
         if accs:
             a, v = torch.stack(accs), torch.stack(acts)
+            if not track:
+                v = v != t1  # acts holds the times at the start of each step
             nsteps = nsteps + (a & v).sum(0)
             iters = iters + v.sum(0)
             accs.clear()
@@ -178,7 +193,7 @@ def run(p, state, t0, t1, dt, direction, nfev, saver, buf, step_hook, hist, scal
     it = 0
     max_steps = p.max_steps
     while it < max_steps:
-        if it % chunk == 0 and equal(active, none_active):
+        if it % chunk == 0 and (equal(active, none_active) if track else equal(t, t1)):
             break
         it += 1
         rem = t1 - t
@@ -187,10 +202,10 @@ def run(p, state, t0, t1, dt, direction, nfev, saver, buf, step_hook, hist, scal
             dt_step = where(last, rem, dt)
         elif scalar_dir > 0:
             last = dt >= rem
-            dt_step = minimum(dt, rem)
+            dt_step = clamp(dt, max=rem)
         else:
             last = dt <= rem
-            dt_step = maximum(dt, rem)
+            dt_step = clamp(dt, min=rem)
         dtb = dt_step.view(bshape)
         times = addcmul(t, c_col, dt_step).unbind(0) if c_col is not None else ()
         ks = []
@@ -212,7 +227,7 @@ def run(p, state, t0, t1, dt, direction, nfev, saver, buf, step_hook, hist, scal
         if plain:
             m = maximum(y.abs(), y1.abs()).add_(shift)
             r = err.div_(m)
-            s = vecdot(r, r, dim=1) if nd == 1 else r.square().sum(tuple(range(1, nd + 1))) if nd else r.square()
+            s = mv(r.square_(), ones_d) if nd == 1 else r.square_().sum(tuple(range(1, nd + 1))) if nd else r.square_()
             accept = s <= thr
             # s ∈ [s_lo, s_hi] ⇔ fac ∈ [factormin, factormax]; fmin maps NaN to s_hi (factormin)
             fac = fmin(s, s_hi_t).clamp_(min=s_lo_t).pow_(expo).mul_(mult_t)
@@ -239,15 +254,17 @@ def run(p, state, t0, t1, dt, direction, nfev, saver, buf, step_hook, hist, scal
         if fsal:
             k_first = where(accb, k, k_first)
         tc = times[c1] if c1 is not None else t + dt_step
+        t_start = t
         t = where(accept, where(last, t1, tc), t)
         accs.append(accept)
-        acts.append(active)
+        acts.append(active if track else t_start)
         if len(accs) == flush_every:
             nsteps, iters = flush(nsteps, iters)
         if history:
             e2 = where(acc, e1, e2)
             e1 = where(acc, errn, e1)
-        active = gt(active, accept & last)  # active and not (accepted and last)
+        if track:
+            active = gt(active, accept & last)  # active and not (accepted and last)
         dt = dt_new
         if small is not None:
             status = where(small, int(Status.STEP_SIZE_TOO_SMALL), status)
@@ -256,4 +273,6 @@ def run(p, state, t0, t1, dt, direction, nfev, saver, buf, step_hook, hist, scal
         if hist is not None:
             hist.append((t, y, acc))
     nsteps, iters = flush(nsteps, iters)
+    if not track:
+        active = t != t1
     return t, y, active, status, nsteps, iters, nfev, buf
