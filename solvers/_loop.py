@@ -158,11 +158,12 @@ def integrate_fixed(p: Problem, checkpoint_every: int | None = None, step_hook=N
         # one shared dt object for all full steps (lets Brownian increments cache sqrt(dt))
         step = torch.full_like(dts[0], math.copysign(abs(p.dt0), p.t1 - p.t0))
         last_dt = dts[-1]
-        dt_at = lambda k: step if k < n - 1 else last_dt  # noqa: E731
+        dt_list = [step] * (n - 1) + [last_dt]
         nonzero = torch.full((y0.shape[0],), n, dtype=torch.int64, device=y0.device)
     else:
-        dt_at = dts.__getitem__
+        dt_list = dts.unbind(0)
         nonzero = (dts != 0).to(torch.int64).sum(0)
+    t_list = grid.unbind(0)  # one call instead of a select per step
     saver = _Saver(p)
     state = tuple(solver.init(terms, grid[0], y0))
     ns = len(state)
@@ -185,7 +186,7 @@ def integrate_fixed(p: Problem, checkpoint_every: int | None = None, step_hook=N
         def fn(y, *rest):
             st, bf = rest[:ns], (rest[ns] if buf is not None else None)
             for k in range(lo, hi):
-                t, dt = grid[k], dt_at(k)
+                t, dt = t_list[k], dt_list[k]
                 if step_fn is None:  # eager: call the solver directly (least Python overhead per step)
                     y1, _, dense, st = solver.step(terms, t, y, dt, st)
                 else:

@@ -60,6 +60,14 @@ class SDETerm:
             return torch.matmul(g, dw.unsqueeze(-1)).squeeze(-1)
         return g * dw
 
+    def add_prod(self, y: torch.Tensor, g, dw: torch.Tensor) -> torch.Tensor:
+        """``y + prod(g, dw)`` in one kernel where possible (a Python-number ``g`` or elementwise noise)."""
+        if self.noise == "general":
+            return y + self.prod(g, dw)
+        if isinstance(g, (int, float)):
+            return torch.add(y, dw, alpha=g)
+        return torch.addcmul(y, g, dw)
+
 
 class CDETerm:
     is_sde = False

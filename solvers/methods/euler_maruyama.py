@@ -16,5 +16,5 @@ class EulerMaruyama(AbstractSolver):
 
     def step(self, terms, t, y, dt, state):
         dw = terms.brownian.increment(t, dt)
-        y1 = torch.addcmul(y, bview(dt, y), terms.vf(t, y)) + terms.prod(terms.g(t, y), dw)
+        y1 = terms.add_prod(torch.addcmul(y, bview(dt, y), terms.vf(t, y)), terms.g(t, y), dw)
         return y1, None, (y, y1), ()
