@@ -50,6 +50,16 @@ class Problem:
         return torch.as_tensor(t, dtype=y0.dtype, device=y0.device).expand(y0.shape[0])
 
 
+def grid_steps(grid: torch.Tensor) -> torch.Tensor:
+    """Step sizes ``(n, B)`` of a time table. A shared grid is an expanded ``(n + 1, 1)`` column: differencing
+    the column (not the expanded table, which takes a slow strided path costing milliseconds) and expanding
+    the result keeps it cheap."""
+    if grid.dim() == 2 and grid.shape[0] > 1 and grid.stride(1) == 0:
+        col = grid[:, :1]
+        return (col[1:] - col[:-1]).expand(grid.shape[0] - 1, grid.shape[1])
+    return grid[1:] - grid[:-1]
+
+
 def _is_number(x) -> bool:
     return isinstance(x, (int, float))
 
@@ -152,11 +162,11 @@ def integrate_fixed(p: Problem, checkpoint_every: int | None = None, step_hook=N
     terms, solver, y0 = p.terms, p.solver, p.y0
     grid = fixed_grid(p)
     n = grid.shape[0] - 1
-    dts = grid[1:] - grid[:-1]
+    dts = grid_steps(grid)
     uniform = n > 1 and all(_is_number(x) for x in (p.t0, p.t1, p.dt0)) and not isinstance(p.controller, StepTo)
     if uniform:
         # one shared dt object for all full steps (lets Brownian increments cache sqrt(dt))
-        step = torch.full_like(dts[0], math.copysign(abs(p.dt0), p.t1 - p.t0))
+        step = torch.full((y0.shape[0],), math.copysign(abs(p.dt0), p.t1 - p.t0), dtype=grid.dtype, device=grid.device)
         last_dt = dts[-1]
         dt_list = [step] * (n - 1) + [last_dt]
         nonzero = torch.full((y0.shape[0],), n, dtype=torch.int64, device=y0.device)

@@ -29,7 +29,7 @@ from dataclasses import dataclass
 
 import torch
 
-from ._loop import Problem, fixed_grid, integrate
+from ._loop import Problem, fixed_grid, grid_steps, integrate
 from .brownian import BrownianInterval
 from .errors import SolveConfigError, TermSolverMismatchError
 from .methods._base import ExplicitRK, bview
@@ -188,7 +188,7 @@ class _ReversibleFn(torch.autograd.Function):
         p: Problem = holder["problem"]
         terms, solver = p.terms, p.solver
         grid = fixed_grid(p)
-        dts = grid[1:] - grid[:-1]
+        dts = grid_steps(grid)
         store = terms.is_sde and not isinstance(terms.brownian, BrownianInterval)
         dws = [] if store else None
         with torch.no_grad():
@@ -214,7 +214,7 @@ class _ReversibleFn(torch.autograd.Function):
         params = holder["params"]
         terms, solver = p.terms, p.solver
         grid, dws = holder["grid"], holder["dws"]
-        dts = grid[1:] - grid[:-1]
+        dts = grid_steps(grid)
         a_y, a_z = grad_y, torch.zeros_like(grad_y)
         pgrads = [torch.zeros_like(q) for q in params]
         y, st = y1, tuple(st1)
