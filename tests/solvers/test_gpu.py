@@ -48,3 +48,18 @@ def test_adaptive_solve_on_cuda_per_sample():
     sol = S.solve(S.ODETerm(lambda t, y: -lam * y), S.Tsit5(), 0.0, 1.0, y0, controller=S.PIDController(1e-8, 1e-8))
     torch.testing.assert_close(sol.y1, torch.exp(-lam).expand(4, 2), rtol=1e-6, atol=0)
     assert int(sol.num_steps[2]) > int(sol.num_steps[3])
+
+
+def test_fast_adaptive_loop_on_cuda_matches_generic(monkeypatch):
+    import solvers._fast as fast
+
+    y0 = torch.randn(64, 2, device="cuda", dtype=torch.float64, generator=torch.Generator(device="cuda").manual_seed(0))
+    f = lambda t, y: torch.stack([y[:, 1], 2.0 * (1 - y[:, 0] ** 2) * y[:, 1] - y[:, 0]], 1)  # noqa: E731
+    out = []
+    for enabled in (False, True):
+        monkeypatch.setattr(fast, "ENABLED", enabled)
+        with torch.no_grad():
+            out.append(S.solve(S.ODETerm(f), S.Dopri5(), 0.0, 3.0, y0, controller=S.PIDController(1e-7, 1e-7)))
+    a, b = out
+    assert a.num_steps.tolist() == b.num_steps.tolist() and a.num_rejected.tolist() == b.num_rejected.tolist()
+    torch.testing.assert_close(a.ys, b.ys, rtol=1e-9, atol=1e-10)
