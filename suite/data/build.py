@@ -217,13 +217,13 @@ def build(
     progress: bool = True,
 ):
     """Build the dataset of `spec` into Minari storage and return the loaded `MinariDataset`."""
-    import minari
-    from minari.data_collector import EpisodeBuffer
     from tqdm.auto import tqdm
 
     if spec.source != "recipe":
         raise MissingDatasetError(f"dataset {spec.dataset_id!r} is not built by the suite (source: {spec.source})")
     steps = steps or spec.default_steps
+    if store.exists(spec.dataset_id) and not overwrite:
+        return store.load(spec.dataset_id)
     plan: list[tuple[str, Path | None, int]] = []  # (policy name, file, steps)
     for name in spec.policies:
         if name == "random":
@@ -245,29 +245,14 @@ def build(
     finally:
         bar.close()
 
-    digest = store.checksum_episodes(episodes)
-    if store.exists(spec.dataset_id):
-        if not overwrite:
-            return store.load(spec.dataset_id)
+    if store.exists(spec.dataset_id):  # replaced only once the new data exist: a failed build loses nothing
         shutil.rmtree(store.dataset_path(spec.dataset_id))
-    buffers = [
-        EpisodeBuffer(
-            id=i,
-            seed=ep["seed"],
-            observations=ep["observations"],
-            actions=ep["actions"],
-            rewards=ep["rewards"],
-            terminations=ep["terminations"],
-            truncations=ep["truncations"],
-        )
-        for i, ep in enumerate(episodes)
-    ]
     recipe = {
         "policies": [
             {
                 "name": name,
                 "file": str(file.relative_to(POLICY_DIR)) if file else None,
-                "sha256": _sha256(file) if file else None,
+                "sha256": store.sha256_file(file) if file else None,
                 "steps": n,
             }
             for name, file, n in plan
@@ -279,24 +264,13 @@ def build(
         "versions": _package_versions(),
         "builder": "suite.data.build",
     }
-    kwargs = {}
-    if references is not None:
-        kwargs = {"ref_min_score": float(references[0]), "ref_max_score": float(references[1])}
-    ds = minari.create_dataset_from_buffers(
-        dataset_id=spec.dataset_id,
-        buffer=buffers,
-        env=spec.env_id,
+    return store.write_dataset(
+        spec.dataset_id,
+        episodes,
+        spec.env_id,
+        references=references,
         algorithm_name="suite recipe: " + "+".join(spec.policies),
-        author={"odice-suite"},
+        author="odice-suite",
         description=__doc__.split("\n\n")[1].replace("\n", " "),
-        data_format="hdf5",
-        **kwargs,
+        metadata={"suite_recipe": recipe},
     )
-    store.update_metadata(ds, {"suite_recipe": recipe, "suite_checksum": digest})
-    return ds
-
-
-def _sha256(path: Path) -> str:
-    import hashlib
-
-    return hashlib.sha256(path.read_bytes()).hexdigest()

@@ -92,50 +92,28 @@ def import_d4rl(
     *,
     overwrite: bool = False,
 ):
-    import minari
-    from minari.data_collector import EpisodeBuffer
-
     arrays = read_d4rl_hdf5(path)
     episodes = split_episodes(arrays)
     if store.exists(dataset_id):
         if not overwrite:
             raise SuiteError(f"dataset {dataset_id} already exists; pass --overwrite to replace it")
         shutil.rmtree(store.dataset_path(dataset_id))
-    buffers = [
-        EpisodeBuffer(
-            id=i,
-            observations=e["observations"],
-            actions=e["actions"],
-            rewards=e["rewards"],
-            terminations=e["terminations"],
-            truncations=e["truncations"],
-        )
-        for i, e in enumerate(episodes)
-    ]
-    kwargs = {} if references is None else {"ref_min_score": references[0], "ref_max_score": references[1]}
-    ds = minari.create_dataset_from_buffers(
-        dataset_id=dataset_id,
-        buffer=buffers,
-        env=env_id,
+    return store.write_dataset(
+        dataset_id,
+        episodes,
+        env_id,
+        references=references,
         algorithm_name="D4RL (imported)",
-        author={"D4RL"},
+        author="D4RL",
         description=f"Imported from D4RL file {Path(path).name}",
-        **kwargs,
-    )
-    import hashlib
-
-    store.update_metadata(
-        ds,
-        {
-            "suite_checksum": store.checksum_episodes(episodes),
+        metadata={
             "suite_import": {
                 "file": Path(path).name,
-                "file_sha256": hashlib.sha256(Path(path).read_bytes()).hexdigest(),
+                "file_sha256": store.sha256_file(path),
                 "transitions": int(len(arrays["rewards"])),
-            },
+            }
         },
     )
-    return ds
 
 
 def download_minari(dataset_id: str):

@@ -71,3 +71,54 @@ def checksum_episodes(episodes) -> str:
 
 def checksum(dataset) -> str:
     return checksum_episodes(dataset.iterate_episodes())
+
+
+def sha256_file(path: str | Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def write_dataset(
+    dataset_id: str,
+    episodes: list[dict],
+    env_id: str,
+    *,
+    references: tuple[float, float] | None,
+    algorithm_name: str,
+    author: str,
+    description: str,
+    metadata: dict | None = None,
+):
+    """Write episodes (dicts with the Minari fields, optional "seed") as a new Minari dataset, with the
+    suite's content checksum and `metadata` in its metadata. The id must not exist yet."""
+    import minari
+    from minari.data_collector import EpisodeBuffer
+
+    buffers = [
+        EpisodeBuffer(
+            id=i,
+            seed=ep.get("seed"),
+            observations=ep["observations"],
+            actions=ep["actions"],
+            rewards=ep["rewards"],
+            terminations=ep["terminations"],
+            truncations=ep["truncations"],
+        )
+        for i, ep in enumerate(episodes)
+    ]
+    refs = {} if references is None else {"ref_min_score": float(references[0]), "ref_max_score": float(references[1])}
+    ds = minari.create_dataset_from_buffers(
+        dataset_id=dataset_id,
+        buffer=buffers,
+        env=env_id,
+        algorithm_name=algorithm_name,
+        author={author},
+        description=description,
+        data_format="hdf5",
+        **refs,
+    )
+    update_metadata(ds, {"suite_checksum": checksum_episodes(episodes), **(metadata or {})})
+    return ds
