@@ -378,23 +378,35 @@ def submit(
             typer.echo(f"submitted {path} -> {do_submit(path, to)}")
 
 
-def main(argv: list[str] | None = None) -> int:
-    import click
-
+def _click_exceptions():
+    """(ClickException, Abort, Exit) classes of the click that typer runs on (typer >= 0.16 vendors one)."""
     try:
-        app(args=argv, standalone_mode=False, prog_name="suite")
+        from typer import exceptions as te
+        from typer._click import exceptions as ce
+
+        return ce.ClickException, te.Abort, (te.Exit,)
+    except ImportError:
+        from click import exceptions as ce
+
+        return ce.ClickException, ce.Abort, (ce.Exit,)
+
+
+def main(argv: list[str] | None = None) -> int:
+    click_error, abort, exits = _click_exceptions()
+    try:
+        rv = app(args=argv, standalone_mode=False, prog_name="suite")
     except SuiteError as e:
         typer.echo(f"error: {e}", err=True)
         return 2
-    except click.exceptions.Exit as e:
-        return e.exit_code
-    except click.ClickException as e:
+    except exits as e:
+        return int(e.exit_code)
+    except click_error as e:
         e.show()
-        return e.exit_code
-    except click.exceptions.Abort:
+        return int(e.exit_code)
+    except abort:
         typer.echo("aborted", err=True)
         return 1
-    return 0
+    return rv if isinstance(rv, int) else 0
 
 
 if __name__ == "__main__":

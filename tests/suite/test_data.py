@@ -118,3 +118,24 @@ def test_transition_cache_matches_episodes_and_imitation_subset(hopper_random):
     first_two = int(np.flatnonzero(e1)[1]) + 1
     assert len(a3["rewards"]) == first_two and e3.sum() == 2 and not a3["rewards"].any()
     np.testing.assert_array_equal(a3["observations"], a1["observations"][:first_two])
+
+
+def test_verify_reports_tampered_data(hopper_random, capsys):
+    import h5py
+
+    from suite.cli import main
+
+    spec, _ = hopper_random
+    assert main(["data", "verify", "hopper-random"]) == 0
+    assert "ok" in capsys.readouterr().out
+    path = store.dataset_path(spec.dataset.dataset_id) / "data" / "main_data.hdf5"
+    with h5py.File(path, "r+") as f:
+        original = f["episode_3"]["rewards"][0]
+        f["episode_3"]["rewards"][0] = original + 1.0
+    try:
+        assert main(["data", "verify", "hopper-random"]) == 1
+        assert "MISMATCH" in capsys.readouterr().out
+    finally:
+        with h5py.File(path, "r+") as f:
+            f["episode_3"]["rewards"][0] = original
+    assert main(["data", "verify", "hopper-random"]) == 0
