@@ -15,14 +15,6 @@ from tests.agents import toy
 TINY = BCConfig(hidden=(32, 32), lr=1e-3, batch_size=128)
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def test_defaults_follow_corl():
     c = BCConfig()
     assert (c.hidden, c.lr, c.batch_size, c.max_steps, c.eval_every, c.eval_episodes) == (

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import io
 import math
+from functools import partial
 
 import numpy as np
 import pytest
@@ -20,23 +21,7 @@ from tests.agents import toy
 SMALL = dict(critic_hidden=(32, 32), actor_hidden=(32, 32), cql_n_actions=4)
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
-def _batch(obs_dim: int, act_dim: int, n: int = 16, seed: int = 0, dtype=torch.float32):
-    g = torch.Generator().manual_seed(seed)
-    return {
-        "observations": torch.randn(n, obs_dim, generator=g, dtype=dtype),
-        "actions": torch.rand(n, act_dim, generator=g, dtype=dtype) * 1.8 - 0.9,
-        "rewards": torch.randn(n, generator=g, dtype=dtype),
-        "next_observations": torch.randn(n, obs_dim, generator=g, dtype=dtype),
-        "terminals": (torch.rand(n, generator=g) < 0.2).to(dtype),
-    }
+_batch = partial(toy.random_batch, n=16, action_low=-0.9, action_high=0.9)
 
 
 def _agent64(seed: int = 0, **overrides) -> CQL:

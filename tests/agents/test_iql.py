@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import json
 import math
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -21,23 +22,7 @@ from tests.agents import toy
 SMALL = dict(hidden=(32, 32))
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
-def _batch(obs_dim: int, act_dim: int, n: int = 64, seed: int = 0, dtype=torch.float32):
-    g = torch.Generator().manual_seed(seed)
-    return {
-        "observations": torch.randn(n, obs_dim, generator=g, dtype=dtype),
-        "actions": torch.rand(n, act_dim, generator=g, dtype=dtype) * 2 - 1,
-        "rewards": torch.randn(n, generator=g, dtype=dtype),
-        "next_observations": torch.randn(n, obs_dim, generator=g, dtype=dtype),
-        "terminals": (torch.rand(n, generator=g) < 0.2).to(dtype),
-    }
+_batch = partial(toy.random_batch, n=64)
 
 
 def test_expectile_loss_matches_direct_computation():

@@ -7,6 +7,7 @@ from __future__ import annotations
 import copy
 import json
 from dataclasses import replace
+from functools import partial
 from pathlib import Path
 
 import pytest
@@ -22,14 +23,6 @@ CONFIG_DIR = Path(__file__).resolve().parents[2] / "agents" / "configs" / "odice
 TINY = ODICEConfig(value_hidden=(8, 8), policy_hidden=(16, 16))
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture
 def float64():
     dtype = torch.get_default_dtype()
@@ -38,16 +31,7 @@ def float64():
     torch.set_default_dtype(dtype)
 
 
-def random_batch(obs_dim=4, act_dim=2, n=32, seed=0, dtype=None):
-    g = torch.Generator().manual_seed(seed)
-    dtype = dtype or torch.get_default_dtype()
-    return {
-        "observations": torch.randn(n, obs_dim, generator=g, dtype=dtype),
-        "actions": torch.rand(n, act_dim, generator=g, dtype=dtype) * 2 - 1,
-        "rewards": torch.randn(n, generator=g, dtype=dtype),
-        "next_observations": torch.randn(n, obs_dim, generator=g, dtype=dtype),
-        "terminals": (torch.arange(n) % 7 == 0).to(dtype),
-    }
+random_batch = partial(toy.random_batch, obs_dim=4, act_dim=2, terminal_every=7)
 
 
 def pearson_f_star(y):  # written out independently of the agent: ω = max(y/2 + 1, 0), f* = yω − (ω − 1)²
@@ -141,7 +125,7 @@ def test_matches_official_update_step(float64, gradient, f_divergence):
     agent = ODICE(cfg, 5, 2)
     load_official_into(agent, official)
     for seed in range(4):
-        batch = random_batch(5, 2, 64, seed=seed)
+        batch = random_batch(obs_dim=5, act_dim=2, n=64, seed=seed)
         if f_divergence == "reverse_kl":
             batch["rewards"] = 0.1 * batch["rewards"]
         ref = official.update(batch)

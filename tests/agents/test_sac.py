@@ -3,6 +3,8 @@ files round-trip exactly."""
 
 from __future__ import annotations
 
+from functools import partial
+
 import gymnasium as gym
 import numpy as np
 import pytest
@@ -10,17 +12,9 @@ import torch
 
 from agents.nets import TanhGaussianPolicy
 from agents.sac import SAC, SACConfig, load_behaviour_policy, read_behaviour_metadata, save_behaviour_policy
+from tests.agents import toy
 
-
-def _batch(obs_dim: int, act_dim: int, n: int = 32) -> dict[str, torch.Tensor]:
-    g = torch.Generator().manual_seed(0)
-    return {
-        "observations": torch.randn(n, obs_dim, generator=g),
-        "actions": torch.rand(n, act_dim, generator=g) * 2 - 1,
-        "rewards": torch.randn(n, generator=g),
-        "next_observations": torch.randn(n, obs_dim, generator=g),
-        "terminals": (torch.rand(n, generator=g) < 0.1).float(),
-    }
+_batch = partial(toy.random_batch, terminal_prob=0.1)
 
 
 def test_update_returns_detached_tensors_and_moves_targets_slowly():

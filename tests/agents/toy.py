@@ -79,3 +79,25 @@ def train(agent, arrays: dict[str, np.ndarray], steps: int, batch_size: int = 25
     for _ in range(steps):
         idx = torch.randint(n, (batch_size,), generator=g)
         agent.update({k: v[idx] for k, v in tensors.items()})
+
+
+def random_batch(obs_dim: int, act_dim: int, n: int = 32, seed: int = 0, dtype: torch.dtype | None = None,
+                 action_low: float = -1.0, action_high: float = 1.0, terminal_prob: float = 0.2,
+                 terminal_every: int | None = None) -> dict[str, torch.Tensor]:
+    """A random transition batch (BATCH_KEYS) from its own generator: Gaussian observations and rewards,
+    actions uniform in [action_low, action_high); terminals with probability `terminal_prob`, or (no draw)
+    every `terminal_every`-th transition. dtype None: the default dtype. Draw order: observations, actions,
+    rewards, next observations, terminals."""
+    g = torch.Generator().manual_seed(seed)
+    dtype = dtype or torch.get_default_dtype()
+    batch = {
+        "observations": torch.randn(n, obs_dim, generator=g, dtype=dtype),
+        "actions": torch.rand(n, act_dim, generator=g, dtype=dtype) * (action_high - action_low) + action_low,
+        "rewards": torch.randn(n, generator=g, dtype=dtype),
+        "next_observations": torch.randn(n, obs_dim, generator=g, dtype=dtype),
+    }
+    if terminal_every is None:
+        batch["terminals"] = (torch.rand(n, generator=g) < terminal_prob).to(dtype)
+    else:
+        batch["terminals"] = (torch.arange(n) % terminal_every == 0).to(dtype)
+    return batch

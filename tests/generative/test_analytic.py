@@ -22,12 +22,7 @@ SDES = [VPSDE(), SubVPSDE(), VESDE()]
 IDS = ["vp", "subvp", "ve"]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _small_full_mixture():

@@ -13,12 +13,7 @@ IDS = ["vp", "subvp", "ve"]
 T64 = torch.float64
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)  # the CI box is shared: avoid OpenMP oversubscription
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _linear_drift_coef(sde, t):
