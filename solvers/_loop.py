@@ -232,7 +232,7 @@ def integrate_fixed(p: Problem, checkpoint_every: int | None = None, step_hook=N
 
 
 def _select(mask, new, old):
-    return tuple(torch.where(bview(mask, n), n, o) for n, o in zip(new, old))
+    return tuple(torch.where(bview(mask, n), n, o) for n, o in zip(new, old, strict=True))
 
 
 def integrate_adaptive(p: Problem, checkpoint_every: int | None = None, step_hook=None) -> Solution:

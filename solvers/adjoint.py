@@ -125,12 +125,12 @@ class _BacksolveFn(torch.autograd.Function):
                 return
             outs, cots = [], []
             scale = -dt if acc is None else torch.where(acc, -dt, torch.zeros_like(dt))
-            for w, (fy, a) in zip(weights, recs):
+            for w, (fy, a) in zip(weights, recs, strict=True):
                 if w != 0.0:
                     outs.append(fy)
                     cots.append(a * (w * bview(scale, a)))
             gs = torch.autograd.grad(outs, params, cots, allow_unused=True)
-            for acc_g, g in zip(pgrads, gs):
+            for acc_g, g in zip(pgrads, gs, strict=True):
                 if g is not None:
                     acc_g.add_(g)
 
@@ -236,7 +236,7 @@ class _ReversibleFn(torch.autograd.Function):
                 )
             a_y = gs[0] if gs[0] is not None else torch.zeros_like(a_y)
             a_z = gs[1] if gs[1] is not None else torch.zeros_like(a_z)
-            for acc_g, g in zip(pgrads, gs[2:]):
+            for acc_g, g in zip(pgrads, gs[2:], strict=True):
                 if g is not None:
                     acc_g.add_(g)
         return (None, a_y + a_z, *pgrads)

@@ -24,7 +24,7 @@ def bview(v: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
 def lincomb(coeffs, ks):
     """sum_j coeffs[j] * ks[j], skipping zero coefficients (coeffs are Python floats)."""
     acc = None
-    for c, k in zip(coeffs, ks):
+    for c, k in zip(coeffs, ks, strict=True):
         if c == 0.0:
             continue
         if acc is None:

@@ -3,8 +3,6 @@
 Dense output is Hairer's fourth-order continuous extension (the ``contd5`` polynomial of DOPRI5).
 """
 
-import torch
-
 from ._base import ExplicitRK, lincomb
 
 # continuous-extension weights (Hairer, Nørsett & Wanner, DOPRI5)

@@ -3,8 +3,6 @@
 The error weights use the corrected sign of the last coefficient (see diffrax #98, OrdinaryDiffEq #1654).
 """
 
-import torch
-
 from ._base import ExplicitRK
 
 
@@ -49,7 +47,7 @@ class Tsit5(ExplicitRK):
         y0, _, dtb, ks = dense
         th = theta.view(*theta.shape, *([1] * (y0.dim() - 1)))
         acc = None
-        for w, k in zip(_dense_weights(th), ks):
+        for w, k in zip(_dense_weights(th), ks, strict=True):
             term = w * k.unsqueeze(1)
             acc = term if acc is None else acc + term
         return y0.unsqueeze(1) + dtb.unsqueeze(1) * acc

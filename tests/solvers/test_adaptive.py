@@ -51,7 +51,7 @@ def test_per_sample_steps_easy_samples_take_fewer_steps():
     steps = sol.num_steps
     assert int(steps[0]) * 3 < int(steps[1])
     assert int(steps[2]) * 3 < int(steps[1])
-    assert bool((sol.num_fevals[0] < sol.num_fevals[1]))
+    assert bool(sol.num_fevals[0] < sol.num_fevals[1])
     # each sample alone takes exactly the steps it took in the batch
     alone = S.solve(S.ODETerm(lambda t, y: -0.5 * y + torch.sin(t).view(-1, 1)), S.Dopri5(), 0.0, 3.0, y0[:1],
                     controller=S.PIDController(rtol=1e-6, atol=1e-8))
@@ -176,7 +176,8 @@ def test_general_noise_euler_maruyama_matches_manual_loop():
     b, d, m = 5, 3, 2
     mat = torch.randn(d, m, generator=torch.Generator().manual_seed(0), **F64)
     diff = lambda t, y: mat.expand(y.shape[0], d, m) * y.unsqueeze(-1)  # noqa: E731
-    term = S.SDETerm(lambda t, y: -y, diff, noise="general", brownian=S.BrownianIncrements((b, m), g1, dtype=torch.float64))
+    bm = S.BrownianIncrements((b, m), g1, dtype=torch.float64)
+    term = S.SDETerm(lambda t, y: -y, diff, noise="general", brownian=bm)
     y0 = torch.ones(b, d, **F64)
     sol = S.solve(term, S.EulerMaruyama(), 0.0, 1.0, y0, dt0=0.1)
     y = y0

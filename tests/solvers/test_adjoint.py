@@ -27,7 +27,7 @@ def _grads(make_solve, field, y0):
 
 
 def _assert_grads_close(a, b, rtol, atol):
-    for x, y in zip(a, b):
+    for x, y in zip(a, b, strict=True):
         torch.testing.assert_close(x, y, rtol=rtol, atol=atol)
 
 
@@ -38,8 +38,8 @@ def test_checkpoint_adjoint_equals_backprop(adaptive):
     ctrl = S.PIDController(1e-6, 1e-6) if adaptive else S.ConstantStepSize()
     kw = dict(dt0=None if adaptive else 0.05, controller=ctrl, saveat=S.SaveAt(ts=torch.tensor([0.5, 1.0, 2.0], **F64)))
     ref = _grads(lambda y: S.solve(S.ODETerm(field), S.Dopri5(), 0.0, 2.0, y, **kw), field, y0)[1]
-    got = _grads(lambda y: S.solve(S.ODETerm(field), S.Dopri5(), 0.0, 2.0, y, adjoint=S.CheckpointAdjoint(every=5), **kw),
-                 field, y0)[1]
+    adj = S.CheckpointAdjoint(every=5)
+    got = _grads(lambda y: S.solve(S.ODETerm(field), S.Dopri5(), 0.0, 2.0, y, adjoint=adj, **kw), field, y0)[1]
     _assert_grads_close(got, ref, 1e-10, 1e-12)
 
 

@@ -19,7 +19,7 @@ def test_same_seed_same_values_in_any_query_order():
     forward = [a.evaluate(torch.full((6,), float(t), **F64)) for t in times]
     b = _bi()  # fresh object, reversed order, different dt pairs
     backward = [b.evaluate(torch.full((6,), float(t), **F64)) for t in reversed(times)][::-1]
-    for x, y in zip(forward, backward):
+    for x, y in zip(forward, backward, strict=True):
         torch.testing.assert_close(x, y, rtol=0, atol=0)
     # increments are differences of the same path, in any order and direction
     dw = b.increment(torch.full((6,), 1.7, **F64), torch.full((6,), -1.4, **F64))
