@@ -51,11 +51,15 @@ def load_transitions(spec: DatasetSpec, task_id: str | None = None):
             ends = z["episode_ends"]
     else:
         arrays, ends = transitions_from_episodes(ds.iterate_episodes())
-        if cache is not None:
+        if cache is not None:  # unique temp name + atomic rename: concurrent runs may write it at once
+            import os
+            import tempfile
+
             cache.parent.mkdir(exist_ok=True)
-            tmp = cache.with_suffix(".tmp.npz")
-            np.savez(tmp, episode_ends=ends, **arrays)
-            tmp.replace(cache)
+            fd, tmp = tempfile.mkstemp(dir=cache.parent, suffix=".tmp.npz")
+            with os.fdopen(fd, "wb") as f:
+                np.savez(f, episode_ends=ends, **arrays)
+            os.replace(tmp, cache)
     if spec.n_trajectories is not None:
         cut = np.flatnonzero(ends)
         stop = int(cut[spec.n_trajectories - 1]) + 1 if len(cut) >= spec.n_trajectories else len(ends)
