@@ -185,7 +185,7 @@ def data_build(
         from .data import how_to_get
 
         raise SuiteError(f"{spec.id} is not built by the suite; {how_to_get(spec.dataset, spec.id)}")
-    refs = (spec.references.min_return, spec.references.max_return) if spec.references else None
+    refs = spec.references.bounds if spec.references else None
     ds = build(spec.dataset, steps=steps, n_envs=n_envs, references=refs, progress=progress)
     meta = ds.storage.metadata
     typer.echo(
@@ -253,7 +253,7 @@ def data_import_d4rl(
     except SuiteError as e:
         valid = ", ".join(t.id.split("/", 1)[1] for t in list_tasks() if t.id.startswith("d4rl/"))
         raise SuiteError(f"{e}; importable names: {valid}") from None
-    refs = (spec.references.min_return, spec.references.max_return)
+    refs = spec.references.bounds
     ds = import_d4rl(file, spec.dataset.dataset_id, spec.env_id, refs, overwrite=overwrite)
     typer.echo(
         f"imported {file} as {spec.dataset.dataset_id}: {ds.total_episodes} episodes, {ds.total_steps} "
@@ -341,19 +341,24 @@ def study(ctx: typer.Context):
     study_main(list(ctx.args))
 
 
+def _records(paths: list[Path]):
+    """(path, record) for every record.json given directly or found under a given directory."""
+    from .results import iter_records, load_record
+
+    for p in paths:
+        yield from (iter_records(p) if p.is_dir() else [(p, load_record(p))])
+
+
 @app.command("validate")
 def validate(paths: Annotated[list[Path], typer.Argument(help="record.json files or directories of them")]):
     """Check run records for a leaderboard: status, provenance, task version and dataset checksum."""
-    from .results import iter_records, load_record
     from .validate import problems
 
     bad = 0
-    for p in paths:
-        found = iter_records(p) if p.is_dir() else [(p, load_record(p))]
-        for path, rec in found:
-            issues = problems(rec)
-            bad += bool(issues)
-            typer.echo(f"{path}: " + ("ok" if not issues else "; ".join(issues)))
+    for path, rec in _records(paths):
+        issues = problems(rec)
+        bad += bool(issues)
+        typer.echo(f"{path}: " + ("ok" if not issues else "; ".join(issues)))
     if bad:
         raise typer.Exit(1)
 
@@ -365,17 +370,14 @@ def submit(
     force: Annotated[bool, typer.Option(help="submit despite validation problems")] = False,
 ):
     """Validate run records and copy them into the leaderboard's runs directory."""
-    from .results import iter_records, load_record
     from .validate import problems
     from .validate import submit as do_submit
 
-    for p in paths:
-        found = iter_records(p) if p.is_dir() else [(p, load_record(p))]
-        for path, rec in found:
-            issues = problems(rec)
-            if issues and not force:
-                raise SuiteError(f"{path} not submitted: " + "; ".join(issues))
-            typer.echo(f"submitted {path} -> {do_submit(path, to)}")
+    for path, rec in _records(paths):
+        issues = problems(rec)
+        if issues and not force:
+            raise SuiteError(f"{path} not submitted: " + "; ".join(issues))
+        typer.echo(f"submitted {path} -> {do_submit(path, to)}")
 
 
 def _click_exceptions():

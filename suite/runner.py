@@ -156,7 +156,7 @@ def prepare_task(method_name: str, task_id: str, opts: RunOptions):
             )
         from .data.build import build
 
-        refs = (spec.references.min_return, spec.references.max_return) if spec.references else None
+        refs = spec.references.bounds if spec.references else None
         build(spec.dataset, steps=opts.build_steps, references=refs, progress=opts.progress)
     return spec, method, config, explicit
 

@@ -43,6 +43,11 @@ class References:
     def normalize(self, ret: float) -> float:
         return 100.0 * (ret - self.min_return) / (self.max_return - self.min_return)
 
+    @property
+    def bounds(self) -> tuple[float, float]:
+        """(min_return, max_return), as Minari's ref_min_score / ref_max_score."""
+        return (self.min_return, self.max_return)
+
 
 @dataclass(frozen=True)
 class DatasetSpec:

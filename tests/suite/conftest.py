@@ -9,6 +9,5 @@ def hopper_random_built(minari_root):
     from suite.data.build import build
 
     spec = get_task("hopper-random")
-    refs = (spec.references.min_return, spec.references.max_return)
-    build(spec.dataset, steps=3000, n_envs=4, progress=False, references=refs)
+    build(spec.dataset, steps=3000, n_envs=4, progress=False, references=spec.references.bounds)
     return spec
