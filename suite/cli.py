@@ -66,6 +66,7 @@ def run(
     rtol: Annotated[float | None, typer.Option(help="generation: ODE rtol (= --set rtol=)")] = None,
     sde: Annotated[str | None, typer.Option(help="generation: vp, subvp or ve (= --set sde=)")] = None,
     sampler: Annotated[str | None, typer.Option(help="score-sde: sampler after training (= --set sampler=)")] = None,
+    threads: Annotated[int | None, typer.Option(help="torch intra-op threads (default: torch's, one per core)")] = None,
 ):
     """Train METHOD on TASK, evaluating periodically (or sample, for generative methods); writes a run
     record (JSON) under --out."""
@@ -73,6 +74,12 @@ def run(
     from .runner import RunOptions, prepare_task
     from .runner import run as do_run
 
+    if threads is not None:
+        if threads < 1:
+            raise typer.BadParameter("--threads must be at least 1")
+        import torch
+
+        torch.set_num_threads(threads)
     overrides = parse_overrides(set_ or [])
     for key, value in (("nfe", nfe), ("rtol", rtol), ("sde", sde), ("sampler", sampler)):
         if value is not None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -110,15 +111,20 @@ def write_dataset(
         for i, ep in enumerate(episodes)
     ]
     refs = {} if references is None else {"ref_min_score": float(references[0]), "ref_max_score": float(references[1])}
-    ds = minari.create_dataset_from_buffers(
-        dataset_id=dataset_id,
-        buffer=buffers,
-        env=env_id,
-        algorithm_name=algorithm_name,
-        author={author},
-        description=description,
-        data_format="hdf5",
-        **refs,
-    )
+    with warnings.catch_warnings():
+        # Minari recommends a code permalink and an author e-mail; the suite's datasets carry their recipe
+        # (policy sha256, seeds, versions) in their metadata instead, and have no e-mail to give.
+        warnings.filterwarnings("ignore", message=r"`(code_permalink|author_email)` is set to None")
+        ds = minari.create_dataset_from_buffers(
+            dataset_id=dataset_id,
+            buffer=buffers,
+            env=env_id,
+            eval_env=env_id,  # evaluation uses the environment the data came from
+            algorithm_name=algorithm_name,
+            author={author},
+            description=description,
+            data_format="hdf5",
+            **refs,
+        )
     update_metadata(ds, {"suite_checksum": checksum_episodes(episodes), **(metadata or {})})
     return ds
