@@ -242,6 +242,36 @@ def data_verify(dataset: Annotated[str | None, typer.Argument(help="dataset id o
         raise typer.Exit(1)
 
 
+@data_app.command("check")
+def data_check(dataset: Annotated[str | None, typer.Argument(help="dataset id or task id (default: all local)")] = None):
+    """Compare each behaviour policy's episode returns in a built dataset with its shipped manifest."""
+    from .data import store
+    from .data.check import Z_LIMIT, check_dataset
+    from .tasks import get_task, registry
+
+    if dataset is None:
+        ids = [i for i in store.local_dataset_ids() if i.startswith("suite/")]
+    elif dataset in registry or "/" not in dataset:
+        ids = [get_task(dataset).dataset.dataset_id]
+    else:
+        ids = [dataset]
+    bad = 0
+    for i in ids:
+        typer.echo(i)
+        for c in check_dataset(i):
+            norm = f", normalised {c.normalized:.1f}" if c.normalized is not None else ""
+            if c.z is None:
+                verdict, man = "no manifest", ""
+            else:
+                verdict = "ok" if c.ok else f"MISMATCH (|z| > {Z_LIMIT:g})"
+                man = f"; manifest {c.manifest_mean:.1f} ± {c.manifest_std:.1f} ({c.manifest_episodes} ep.), z {c.z:+.2f}"
+            bad += not c.ok and c.z is not None
+            typer.echo(f"  {c.policy:<22} {c.episodes:>6} episodes: return {c.return_mean:8.1f} ± {c.return_std:6.1f}"
+                       f"{norm}{man}: {verdict}")
+    if bad:
+        raise typer.Exit(1)
+
+
 @data_app.command("import-d4rl")
 def data_import_d4rl(
     file: Annotated[Path, typer.Argument(help="a D4RL hdf5 file")],

@@ -139,3 +139,33 @@ def test_verify_reports_tampered_data(hopper_random, capsys):
         with h5py.File(path, "r+") as f:
             f["episode_3"]["rewards"][0] = original
     assert main(["data", "verify", "hopper-random"]) == 0
+
+
+def test_check_matches_policy_manifests(minari_root):
+    """Each policy's episodes in a built dataset return what its shipped manifest says (|z| small), levels
+    are ordered, and a recipe whose step counts do not match the episodes is reported as corrupt."""
+    from suite.data.check import check_dataset
+    from suite.errors import CorruptFileError
+
+    spec = get_task("hopper-medium-expert")
+    ds = B.build(spec.dataset, steps=4000, n_envs=4, progress=False, references=spec.references.bounds)
+    medium, expert = check_dataset(spec.dataset.dataset_id)
+    assert (medium.policy, expert.policy) == ("medium", "expert") and medium.steps == expert.steps == 4000
+    assert medium.episodes >= 10 and expert.episodes >= 5
+    assert medium.ok and expert.ok, (medium, expert)
+    assert medium.return_mean < expert.return_mean
+    assert 20 < medium.normalized < 60 and 70 < expert.normalized < 130  # suite references: expert = 100
+    recipe = dict(ds.storage.metadata["suite_recipe"])
+    recipe["policies"] = [dict(p, steps=p["steps"] + 1) for p in recipe["policies"]]
+    store.update_metadata(ds, {"suite_recipe": recipe})
+    with pytest.raises(CorruptFileError, match="do not add up"):
+        check_dataset(spec.dataset.dataset_id)
+
+
+def test_check_random_level_against_reference(hopper_random):
+    from suite.data.check import check_dataset
+
+    spec, _ = hopper_random
+    (c,) = check_dataset(spec.dataset.dataset_id)
+    assert c.policy == "random" and c.episodes > 50 and c.manifest_episodes == 100
+    assert c.ok, c
