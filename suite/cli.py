@@ -243,7 +243,9 @@ def data_verify(dataset: Annotated[str | None, typer.Argument(help="dataset id o
 
 
 @data_app.command("check")
-def data_check(dataset: Annotated[str | None, typer.Argument(help="dataset id or task id (default: all local)")] = None):
+def data_check(
+    dataset: Annotated[str | None, typer.Argument(help="dataset id or task id (default: all local)")] = None,
+):
     """Compare each behaviour policy's episode returns in a built dataset with its shipped manifest."""
     from .data import store
     from .data.check import Z_LIMIT, check_dataset
@@ -264,7 +266,8 @@ def data_check(dataset: Annotated[str | None, typer.Argument(help="dataset id or
                 verdict, man = "no manifest", ""
             else:
                 verdict = "ok" if c.ok else f"MISMATCH (|z| > {Z_LIMIT:g})"
-                man = f"; manifest {c.manifest_mean:.1f} ± {c.manifest_std:.1f} ({c.manifest_episodes} ep.), z {c.z:+.2f}"
+                man = (f"; manifest {c.manifest_mean:.1f} ± {c.manifest_std:.1f} ({c.manifest_episodes} ep.), "
+                       f"z {c.z:+.2f}")
             bad += not c.ok and c.z is not None
             typer.echo(f"  {c.policy:<22} {c.episodes:>6} episodes: return {c.return_mean:8.1f} ± {c.return_std:6.1f}"
                        f"{norm}{man}: {verdict}")
