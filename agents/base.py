@@ -25,6 +25,8 @@ from typing import Any, Protocol
 import numpy as np
 import torch
 
+from .nets import ObsNormalizer
+
 BATCH_KEYS = ("observations", "actions", "rewards", "next_observations", "terminals")
 """Keys of a training batch: (B, obs_dim), (B, act_dim), (B,), (B, obs_dim), (B,) float32; terminals are 1.0
 only for true environment terminations (time-limit truncations are not terminals)."""
@@ -44,6 +46,25 @@ class Agent(Protocol):
     def state_dict(self) -> dict[str, Any]: ...
 
     def load_state_dict(self, state: dict[str, Any]) -> None: ...
+
+
+class OfflineAgent:
+    """What every offline agent here shares: its config, the task's dimensions, the device and the dataset's
+    observation statistics (an `ObsNormalizer`, saved in the state dict). Subclasses build their networks
+    after calling this constructor and implement `update`, `act`, `state_dict`, `load_state_dict`."""
+
+    def __init__(self, config, obs_dim: int, action_dim: int, *, obs_mean=None, obs_std=None,
+                 device: str | torch.device = "cpu"):
+        self.config = config
+        self.obs_dim, self.action_dim = obs_dim, action_dim
+        self.device = torch.device(device)
+        self.obs_norm = ObsNormalizer(obs_dim, obs_mean, obs_std).to(self.device)
+
+    def policy_input(self, obs) -> torch.Tensor:
+        """Raw environment observations as the policy sees them: a tensor on the agent's device, normalised
+        with the dataset statistics when the config says `normalize_observations`."""
+        obs = torch.as_tensor(obs, dtype=self.obs_norm.mean.dtype, device=self.device)
+        return self.obs_norm(obs) if self.config.normalize_observations else obs
 
 
 @dataclass(frozen=True)

@@ -23,7 +23,8 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from .nets import DeterministicPolicy, GaussianPolicy, ObsNormalizer, fused_adam
+from .base import OfflineAgent
+from .nets import DeterministicPolicy, GaussianPolicy, fused_adam
 
 TASK_KINDS = ("offline-rl", "offline-il")
 POLICIES = ("deterministic", "gaussian")
@@ -49,14 +50,12 @@ class BCConfig:
             raise ValueError(f"policy must be one of {POLICIES}, got {self.policy!r}")
 
 
-class BC:
+class BC(OfflineAgent):
     """Behaviour cloning: one Adam step on the MSE (or Gaussian NLL) to the dataset actions per `update`."""
 
-    def __init__(self, config: BCConfig, obs_dim: int, action_dim: int, *, obs_mean=None, obs_std=None,
-                 device: str | torch.device = "cpu"):
-        self.config = c = config
-        self.device = torch.device(device)
-        self.obs_norm = ObsNormalizer(obs_dim, obs_mean, obs_std).to(self.device)
+    def __init__(self, config: BCConfig, obs_dim: int, action_dim: int, **kwargs):
+        super().__init__(config, obs_dim, action_dim, **kwargs)  # obs_mean, obs_std, device
+        c = config
         if c.policy == "gaussian":
             self.policy = GaussianPolicy(obs_dim, action_dim, c.hidden, tanh_mean=True,
                                          log_std_min=c.log_std_min, log_std_max=c.log_std_max)
@@ -83,9 +82,7 @@ class BC:
 
     @torch.no_grad()
     def act(self, obs: torch.Tensor) -> torch.Tensor:
-        obs = torch.as_tensor(obs, dtype=self.obs_norm.mean.dtype, device=self.device)
-        if self.config.normalize_observations:
-            obs = self.obs_norm(obs)
+        obs = self.policy_input(obs)
         return self.policy.act(obs).clamp(-1.0, 1.0)
 
     def state_dict(self) -> dict[str, Any]:

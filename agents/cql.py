@@ -42,11 +42,10 @@ import torch
 from torch import nn
 from torch.func import functional_call
 
-from agents.base import BATCH_KEYS, REWARD_TRANSFORMS
+from agents.base import BATCH_KEYS, REWARD_TRANSFORMS, OfflineAgent
 from agents.nets import (
     EnsembleCritic,
     EnsembleLinear,
-    ObsNormalizer,
     TanhGaussianPolicy,
     frozen_copy,
     fused_adam,
@@ -203,24 +202,12 @@ class CQLPolicy(nn.Module):
 # ---- agent ----
 
 
-class CQL:
+class CQL(OfflineAgent):
     """CQL agent (see module docstring). `update` takes one batch of already-prepared transitions."""
 
-    def __init__(
-        self,
-        config: CQLConfig,
-        obs_dim: int,
-        action_dim: int,
-        *,
-        obs_mean=None,
-        obs_std=None,
-        device: str | torch.device = "cpu",
-    ):
-        self.config = config
-        self.obs_dim, self.action_dim = obs_dim, action_dim
-        self.device = torch.device(device)
+    def __init__(self, config: CQLConfig, obs_dim: int, action_dim: int, **kwargs):
+        super().__init__(config, obs_dim, action_dim, **kwargs)  # obs_mean, obs_std, device
         c = config
-        self.obs_norm = ObsNormalizer(obs_dim, obs_mean, obs_std).to(self.device)
         self.actor = CQLPolicy(obs_dim, action_dim, c).to(self.device)
         self.critic = EnsembleCritic(obs_dim, action_dim, 2, c.critic_hidden)
         if c.orthogonal_init:
@@ -390,9 +377,7 @@ class CQL:
 
     @torch.no_grad()
     def act(self, obs: torch.Tensor) -> torch.Tensor:
-        obs = torch.as_tensor(obs, dtype=torch.float32, device=self.device)
-        if self.config.normalize_observations:
-            obs = self.obs_norm(obs)
+        obs = self.policy_input(obs)
         return self.actor.act(obs)
 
     def state_dict(self) -> dict[str, Any]:

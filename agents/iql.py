@@ -34,11 +34,10 @@ from typing import Any
 
 import torch
 
-from agents.base import BATCH_KEYS, REWARD_TRANSFORMS
+from agents.base import BATCH_KEYS, REWARD_TRANSFORMS, OfflineAgent
 from agents.nets import (
     EnsembleCritic,
     GaussianPolicy,
-    ObsNormalizer,
     frozen_copy,
     fused_adam,
     mlp,
@@ -119,24 +118,12 @@ def q_regression_loss(q: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
 # ---- agent ----
 
 
-class IQL:
+class IQL(OfflineAgent):
     """IQL agent (see module docstring). `update` takes one batch of already-prepared transitions."""
 
-    def __init__(
-        self,
-        config: IQLConfig,
-        obs_dim: int,
-        action_dim: int,
-        *,
-        obs_mean=None,
-        obs_std=None,
-        device: str | torch.device = "cpu",
-    ):
-        self.config = config
-        self.obs_dim, self.action_dim = obs_dim, action_dim
-        self.device = torch.device(device)
+    def __init__(self, config: IQLConfig, obs_dim: int, action_dim: int, **kwargs):
+        super().__init__(config, obs_dim, action_dim, **kwargs)  # obs_mean, obs_std, device
         c = config
-        self.obs_norm = ObsNormalizer(obs_dim, obs_mean, obs_std).to(self.device)
         self.critic = EnsembleCritic(obs_dim, action_dim, 2, c.hidden).to(self.device)
         self.critic_target = frozen_copy(self.critic)
         self.value = mlp(obs_dim, 1, c.hidden).to(self.device)
@@ -206,9 +193,7 @@ class IQL:
 
     @torch.no_grad()
     def act(self, obs: torch.Tensor) -> torch.Tensor:
-        obs = torch.as_tensor(obs, dtype=torch.float32, device=self.device)
-        if self.config.normalize_observations:
-            obs = self.obs_norm(obs)
+        obs = self.policy_input(obs)
         if not self.config.actor_dropout:
             return self.actor.act(obs)
         training = self.actor.training

@@ -53,7 +53,8 @@ from typing import Any
 
 import torch
 
-from .nets import EnsembleValue, GaussianPolicy, ObsNormalizer, frozen_copy, fused_adam, soft_update
+from .base import OfflineAgent
+from .nets import EnsembleValue, GaussianPolicy, frozen_copy, fused_adam, soft_update
 
 TASK_KINDS = ("offline-rl", "offline-il")
 
@@ -141,15 +142,13 @@ def make_value(obs_dim: int, n: int, hidden: tuple[int, ...], layer_norm: bool) 
 
 
 # ------------------------------------------------------------------------------------------ agent
-class ODICE:
+class ODICE(OfflineAgent):
     """O-DICE agent: `update(batch)` does one V step (orthogonal / semi / true gradient), one EMA step of the
     target and one weighted-BC policy step, and returns detached 0-d metric tensors."""
 
-    def __init__(self, config: ODICEConfig, obs_dim: int, action_dim: int, *, obs_mean=None, obs_std=None,
-                 device: str | torch.device = "cpu"):
-        self.config = c = config
-        self.device = torch.device(device)
-        self.obs_norm = ObsNormalizer(obs_dim, obs_mean, obs_std).to(self.device)
+    def __init__(self, config: ODICEConfig, obs_dim: int, action_dim: int, **kwargs):
+        super().__init__(config, obs_dim, action_dim, **kwargs)  # obs_mean, obs_std, device
+        c = config
         n_heads = 2 if c.twin_v else 1
         self.value = make_value(obs_dim, n_heads, c.value_hidden, c.value_layer_norm).to(self.device)
         self.value_target = frozen_copy(self.value)
@@ -251,9 +250,7 @@ class ODICE:
 
     @torch.no_grad()
     def act(self, obs: torch.Tensor) -> torch.Tensor:
-        obs = torch.as_tensor(obs, dtype=self.obs_norm.mean.dtype, device=self.device)
-        if self.config.normalize_observations:
-            obs = self.obs_norm(obs)
+        obs = self.policy_input(obs)
         return self.policy.act(obs)
 
     def state_dict(self) -> dict[str, Any]:

@@ -27,12 +27,11 @@ from typing import Any
 
 import torch
 
-from agents.base import BATCH_KEYS, REWARD_TRANSFORMS
+from agents.base import BATCH_KEYS, REWARD_TRANSFORMS, OfflineAgent
 from agents.nets import (
     DeterministicPolicy,
     EnsembleCritic,
     EnsembleLinear,
-    ObsNormalizer,
     frozen_copy,
     fused_adam,
     soft_update,
@@ -118,24 +117,12 @@ def critic_head(
 # ---- agent ----
 
 
-class TD3BC:
+class TD3BC(OfflineAgent):
     """TD3+BC agent (see module docstring). `update` takes one batch of already-prepared transitions."""
 
-    def __init__(
-        self,
-        config: TD3BCConfig,
-        obs_dim: int,
-        action_dim: int,
-        *,
-        obs_mean=None,
-        obs_std=None,
-        device: str | torch.device = "cpu",
-    ):
-        self.config = config
-        self.obs_dim, self.action_dim = obs_dim, action_dim
-        self.device = torch.device(device)
+    def __init__(self, config: TD3BCConfig, obs_dim: int, action_dim: int, **kwargs):
+        super().__init__(config, obs_dim, action_dim, **kwargs)  # obs_mean, obs_std, device
         c = config
-        self.obs_norm = ObsNormalizer(obs_dim, obs_mean, obs_std).to(self.device)
         self.actor = DeterministicPolicy(obs_dim, action_dim, c.hidden).to(self.device)
         self.actor_target = frozen_copy(self.actor)
         self.critic = EnsembleCritic(obs_dim, action_dim, 2, c.hidden).to(self.device)
@@ -176,9 +163,7 @@ class TD3BC:
 
     @torch.no_grad()
     def act(self, obs: torch.Tensor) -> torch.Tensor:
-        obs = torch.as_tensor(obs, dtype=torch.float32, device=self.device)
-        if self.config.normalize_observations:
-            obs = self.obs_norm(obs)
+        obs = self.policy_input(obs)
         return self.actor.act(obs).clamp(-1.0, 1.0)
 
     def state_dict(self) -> dict[str, Any]:

@@ -214,20 +214,26 @@ def data_ls():
         typer.echo("  (none)")
 
 
-@data_app.command("verify")
-def data_verify(dataset: Annotated[str | None, typer.Argument(help="dataset id or task id (default: all)")] = None):
-    """Recompute dataset checksums and report any mismatch."""
+def _dataset_ids(dataset: str | None, prefix: str = "") -> list[str]:
+    """Dataset ids named on the command line: a task id (its dataset), a dataset id, or None for every local
+    dataset whose id starts with `prefix`."""
     from .data import store
     from .tasks import get_task, registry
 
     if dataset is None:
-        ids = store.local_dataset_ids()
-    elif dataset in registry or "/" not in dataset:
-        ids = [get_task(dataset).dataset.dataset_id]
-    else:
-        ids = [dataset]
+        return [i for i in store.local_dataset_ids() if i.startswith(prefix)]
+    if dataset in registry or "/" not in dataset:
+        return [get_task(dataset).dataset.dataset_id]
+    return [dataset]
+
+
+@data_app.command("verify")
+def data_verify(dataset: Annotated[str | None, typer.Argument(help="dataset id or task id (default: all)")] = None):
+    """Recompute dataset checksums and report any mismatch."""
+    from .data import store
+
     bad = 0
-    for i in ids:
+    for i in _dataset_ids(dataset):
         ds = store.load(i)
         want = ds.storage.metadata.get("suite_checksum")
         got = store.checksum(ds)
@@ -247,18 +253,10 @@ def data_check(
     dataset: Annotated[str | None, typer.Argument(help="dataset id or task id (default: all local)")] = None,
 ):
     """Compare each behaviour policy's episode returns in a built dataset with its shipped manifest."""
-    from .data import store
     from .data.check import Z_LIMIT, check_dataset
-    from .tasks import get_task, registry
 
-    if dataset is None:
-        ids = [i for i in store.local_dataset_ids() if i.startswith("suite/")]
-    elif dataset in registry or "/" not in dataset:
-        ids = [get_task(dataset).dataset.dataset_id]
-    else:
-        ids = [dataset]
     bad = 0
-    for i in ids:
+    for i in _dataset_ids(dataset, prefix="suite/"):
         typer.echo(i)
         for c in check_dataset(i):
             norm = f", normalised {c.normalized:.1f}" if c.normalized is not None else ""

@@ -4,7 +4,6 @@ checkpoints and learning on the PointGoal toy problem."""
 
 from __future__ import annotations
 
-import io
 import math
 from functools import partial
 
@@ -180,13 +179,6 @@ def test_update_metrics_and_targets():
     assert agent.log_alpha_prime.item() == 1.0  # Lagrange off: untouched
 
 
-def _round_trip(state):
-    buf = io.BytesIO()
-    torch.save(state, buf)
-    buf.seek(0)
-    return torch.load(buf, weights_only=False)
-
-
 def test_state_dict_round_trip_continues_identically():
     torch.manual_seed(0)
     a = CQL(CQLConfig(**SMALL), 3, 2, obs_mean=np.ones(3), obs_std=np.full(3, 2.0))
@@ -194,20 +186,9 @@ def test_state_dict_round_trip_continues_identically():
         a.update(_batch(3, 2, seed=t))
     torch.manual_seed(11)
     b = CQL(CQLConfig(**SMALL), 3, 2)
-    b.load_state_dict(_round_trip(a.state_dict()))
-    obs = torch.randn(5, 3)
-    assert torch.equal(a.act(obs), b.act(obs))
-    for t in range(2):
-        torch.manual_seed(70 + t)
-        ma = a.update(_batch(3, 2, seed=30 + t))
-        torch.manual_seed(70 + t)
-        mb = b.update(_batch(3, 2, seed=30 + t))
-        for k in ma:
-            assert torch.equal(ma[k], mb[k]), k
+    b.load_state_dict(toy.round_trip(a.state_dict()))
+    toy.assert_continues_identically(a, b, [_batch(3, 2, seed=30 + t) for t in range(2)], modules=["critic_target"])
     assert torch.equal(a.log_alpha, b.log_alpha)
-    for pa, pb in zip(a.critic_target.parameters(), b.critic_target.parameters(), strict=True):
-        assert torch.equal(pa, pb)
-    assert torch.equal(a.act(obs), b.act(obs))
 
 
 def test_learns_point_goal_from_expert_heavy_data():
@@ -237,15 +218,8 @@ def test_corl_reference_update_runs():
 
 def test_per_task_config_files_are_valid():
     """AntMaze files switch on the Lagrange variant (CQL's AntMaze protocol); every file resolves."""
-    import json
-    from pathlib import Path
-
-    from agents.base import config_from_dict
-
-    files = sorted((Path(__file__).resolve().parents[2] / "agents" / "configs" / "cql").glob("*.json"))
-    assert any("antmaze" in f.name for f in files)
-    for f in files:
-        values = {k: v for k, v in json.loads(f.read_text()).items() if not k.startswith("_")}
-        cfg = config_from_dict(CQLConfig, values)
-        if "antmaze" in f.name:
+    configs = toy.per_task_configs("cql", CQLConfig)
+    assert any("antmaze" in name for name, _ in configs)
+    for name, cfg in configs:
+        if "antmaze" in name:
             assert cfg.cql_lagrange and cfg.cql_target_action_gap == 5.0 and cfg.actor_lr == 1e-4

@@ -3,18 +3,15 @@ the per-task config files, and learning on the PointGoal toy problem."""
 
 from __future__ import annotations
 
-import io
-import json
 import math
 from functools import partial
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 from torch.distributions import Normal
 
-from agents.base import config_from_dict, prepare_data
+from agents.base import prepare_data
 from agents.iql import IQL, IQLConfig, awr_actor_loss, expectile_loss, gaussian_log_prob
 from suite.bench.agents_baselines import CorlIQL, _pair_to_ensemble, load_corl_iql
 from tests.agents import toy
@@ -124,13 +121,6 @@ def test_act_normalises_raw_observations():
     assert agent.act(raw).abs().max() <= 1.0
 
 
-def _round_trip(state):
-    buf = io.BytesIO()
-    torch.save(state, buf)
-    buf.seek(0)
-    return torch.load(buf, weights_only=False)
-
-
 def test_state_dict_round_trip_continues_identically():
     torch.manual_seed(0)
     a = IQL(IQLConfig(**SMALL, max_steps=100), 5, 2, obs_mean=np.zeros(5), obs_std=np.full(5, 2.0))
@@ -138,29 +128,17 @@ def test_state_dict_round_trip_continues_identically():
         a.update(_batch(5, 2, seed=t))
     torch.manual_seed(123)  # different initial weights
     b = IQL(IQLConfig(**SMALL, max_steps=100), 5, 2)
-    b.load_state_dict(_round_trip(a.state_dict()))
-    obs = torch.randn(7, 5)
-    assert torch.equal(a.act(obs), b.act(obs))
+    b.load_state_dict(toy.round_trip(a.state_dict()))
     assert b.step == a.step == 4
-    for t in range(3):
-        ma, mb = a.update(_batch(5, 2, seed=10 + t)), b.update(_batch(5, 2, seed=10 + t))
-        for k in ma:
-            assert torch.equal(ma[k], mb[k]), k
-    for sa, sb in zip(
-        a.state_dict()["critic_target"].values(), b.state_dict()["critic_target"].values(), strict=True
-    ):
-        assert torch.equal(sa, sb)
+    toy.assert_continues_identically(a, b, [_batch(5, 2, seed=10 + t) for t in range(3)], modules=["critic_target"])
     assert a.optim.param_groups[2]["lr"] == b.optim.param_groups[2]["lr"]
-    assert torch.equal(a.act(obs), b.act(obs))
 
 
 def test_per_task_config_files_are_valid():
-    files = sorted((Path(__file__).resolve().parents[2] / "agents" / "configs" / "iql").glob("*.json"))
-    assert any("antmaze" in f.name for f in files)
-    for f in files:
-        values = {k: v for k, v in json.loads(f.read_text()).items() if not k.startswith("_")}
-        cfg = config_from_dict(IQLConfig, values)
-        if "antmaze" in f.name:
+    configs = toy.per_task_configs("iql", IQLConfig)
+    assert any("antmaze" in name for name, _ in configs)
+    for name, cfg in configs:
+        if "antmaze" in name:
             assert (cfg.expectile, cfg.temperature, cfg.reward_transform) == (0.9, 10.0, "antmaze")
 
 

@@ -5,7 +5,6 @@ delayed actor, one update against CORL's update step, checkpoints and learning o
 from __future__ import annotations
 
 import copy
-import io
 from functools import partial
 
 import numpy as np
@@ -152,13 +151,6 @@ def test_updates_match_corl_update_step():
         torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-10)
 
 
-def _round_trip(state):
-    buf = io.BytesIO()
-    torch.save(state, buf)
-    buf.seek(0)
-    return torch.load(buf, weights_only=False)
-
-
 def test_state_dict_round_trip_continues_identically():
     torch.manual_seed(0)
     a = TD3BC(TD3BCConfig(**SMALL), 5, 2, obs_mean=np.ones(5), obs_std=np.full(5, 3.0))
@@ -166,24 +158,9 @@ def test_state_dict_round_trip_continues_identically():
         a.update(_batch(5, 2, seed=t))
     torch.manual_seed(7)
     b = TD3BC(TD3BCConfig(**SMALL), 5, 2)
-    b.load_state_dict(_round_trip(a.state_dict()))
-    obs = torch.randn(6, 5)
-    assert torch.equal(a.act(obs), b.act(obs))
-    for t in range(3):
-        torch.manual_seed(50 + t)
-        ma = a.update(_batch(5, 2, seed=20 + t))
-        torch.manual_seed(50 + t)
-        mb = b.update(_batch(5, 2, seed=20 + t))
-        for k in ma:
-            assert torch.equal(ma[k], mb[k]), k
-    for m_a, m_b in (
-        (a.actor, b.actor),
-        (a.actor_target, b.actor_target),
-        (a.critic_target, b.critic_target),
-    ):
-        for pa, pb in zip(m_a.parameters(), m_b.parameters(), strict=True):
-            assert torch.equal(pa, pb)
-    assert torch.equal(a.act(obs), b.act(obs))
+    b.load_state_dict(toy.round_trip(a.state_dict()))
+    toy.assert_continues_identically(a, b, [_batch(5, 2, seed=20 + t) for t in range(3)],
+                                     modules=["actor", "actor_target", "critic_target"])
 
 
 def test_learns_point_goal_from_expert_heavy_data():

@@ -8,6 +8,10 @@ pulled towards the random half while value-weighted methods can pick out the goo
 
 from __future__ import annotations
 
+import io
+import json
+from pathlib import Path
+
 import numpy as np
 import torch
 
@@ -101,3 +105,46 @@ def random_batch(obs_dim: int, act_dim: int, n: int = 32, seed: int = 0, dtype: 
     else:
         batch["terminals"] = (torch.arange(n) % terminal_every == 0).to(dtype)
     return batch
+
+
+def round_trip(state: dict) -> dict:
+    """A state dict through torch.save / torch.load (what a checkpoint does to it)."""
+    buf = io.BytesIO()
+    torch.save(state, buf)
+    buf.seek(0)
+    return torch.load(buf, weights_only=False)
+
+
+def assert_continues_identically(a, b, batches, modules=(), torch_seed: int = 50) -> None:
+    """`b` (loaded from `a`'s state dict) acts like `a` and, on the same `batches` with the global generator
+    reset to the same seed before each update, returns the same metrics; afterwards the named `modules`
+    (e.g. target networks, which `act` does not show) hold the same tensors and both still act alike."""
+    obs = torch.randn(6, a.obs_dim)
+    assert torch.equal(a.act(obs), b.act(obs))
+    for t, batch in enumerate(batches):
+        torch.manual_seed(torch_seed + t)
+        ma = a.update(batch)
+        torch.manual_seed(torch_seed + t)
+        mb = b.update(batch)
+        assert ma.keys() == mb.keys()
+        for k in ma:
+            assert torch.equal(ma[k], mb[k]), k
+    for name in modules:
+        sa, sb = getattr(a, name).state_dict(), getattr(b, name).state_dict()
+        assert sa.keys() == sb.keys(), name
+        for k in sa:
+            assert torch.equal(sa[k], sb[k]), (name, k)
+    assert torch.equal(a.act(obs), b.act(obs))
+
+
+def per_task_configs(method: str, config_cls) -> list[tuple[str, object]]:
+    """(file name, resolved config) for every committed `agents/configs/<method>/*.json` (keys starting with
+    '_' are comments); resolving raises on unknown keys or invalid values."""
+    from agents.base import config_from_dict
+
+    root = Path(__file__).resolve().parents[2] / "agents" / "configs" / method
+    out = []
+    for f in sorted(root.glob("*.json")):
+        values = {k: v for k, v in json.loads(f.read_text()).items() if not k.startswith("_")}
+        out.append((f.name, config_from_dict(config_cls, values)))
+    return out
