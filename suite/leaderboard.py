@@ -70,6 +70,24 @@ def load_published(path: Path | None = None) -> list[dict]:
     return out
 
 
+def task_family_name(task_id: str) -> str:
+    """The dataset name shared across families and versions: 'd4rl/hopper-medium-v2', 'hopper-medium-v0' and
+    'minari/mujoco/hopper/medium-v0' -> 'hopper-medium'."""
+    parts = task_id.split("/")
+    name = "-".join(parts[-2:]) if len(parts) >= 3 else parts[-1]
+    stem, _, version = name.rpartition("-v")
+    return stem if stem and version.isdigit() else name
+
+
+def related_published(entries: list[dict], measured_tasks: list[str]) -> list[dict]:
+    """Published entries for the datasets of the measured tasks (any family), or all when nothing is measured:
+    a table of suite hopper-medium runs shows D4RL's hopper-medium numbers below it, not every D4RL task."""
+    if not measured_tasks:
+        return entries
+    names = {task_family_name(t) for t in measured_tasks}
+    return [e for e in entries if task_family_name(e["task"]) in names]
+
+
 def markdown_table(runs_dir: str | Path, metric: str = "final_score", published: bool = True) -> str:
     records = [r for _, r in iter_records(runs_dir)]
     rows = table_rows(records, metric)
@@ -89,7 +107,7 @@ def markdown_table(runs_dir: str | Path, metric: str = "final_score", published:
             f"{', '.join(map(str, r['steps'])) or '—'} |"
         )
     if published:
-        pub = load_published()
+        pub = related_published(load_published(), [r["task"] for r in rows])
         if pub:
             lines += [
                 "",

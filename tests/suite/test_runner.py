@@ -232,3 +232,14 @@ def test_validate_flags_bad_records(hopper_random_built, tmp_path):
         for p in problems(dataclasses.replace(rec, provenance={**rec.provenance, "dataset_checksum": "0" * 64}))
     )
     assert any("status" in p for p in problems(dataclasses.replace(rec, status="diverged")))
+
+
+def test_published_rows_follow_the_measured_datasets():
+    from suite.leaderboard import related_published, task_family_name
+
+    assert task_family_name("d4rl/hopper-medium-v2") == "hopper-medium" == task_family_name("hopper-medium-v0")
+    assert task_family_name("minari/mujoco/hopper/medium-v0") == "hopper-medium"
+    entries = [{"task": "d4rl/hopper-medium-v2"}, {"task": "d4rl/walker2d-medium-v2"},
+               {"task": "hopper-medium-replay-v0"}]
+    assert related_published(entries, ["hopper-medium-v0"]) == entries[:1]
+    assert related_published(entries, []) == entries
