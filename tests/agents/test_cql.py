@@ -12,7 +12,6 @@ import pytest
 import torch
 from torch.distributions import Normal, TanhTransform, TransformedDistribution
 
-from agents.base import prepare_data
 from agents.cql import CQL, CQLConfig, cql_penalty, tanh_gaussian_log_prob, tanh_gaussian_sample
 from agents.td3bc import critic_head
 from tests.agents import toy
@@ -192,15 +191,9 @@ def test_state_dict_round_trip_continues_identically():
 
 
 def test_learns_point_goal_from_expert_heavy_data():
-    arrays, ends = toy.make_dataset(n_expert=40, n_random=10, seed=0)
     # 3e-4 for the policy and temperature (CORL: 3e-5) so that a few hundred updates suffice
     cfg = CQLConfig(**SMALL, max_steps=700, actor_lr=3e-4, alpha_lr=3e-4)
-    data = prepare_data(
-        arrays, normalize_observations=True, reward_transform=cfg.reward_transform, episode_ends=ends
-    )
-    torch.manual_seed(0)
-    agent = CQL(cfg, toy.OBS_DIM, toy.ACT_DIM, obs_mean=data.obs_mean, obs_std=data.obs_std)
-    toy.train(agent, data.arrays, steps=cfg.max_steps, batch_size=128, seed=0)
+    agent = toy.fit(CQL, cfg, n_expert=40, n_random=10, steps=cfg.max_steps)
     ret, rand, expert = toy.evaluate(agent.act), toy.random_return(), toy.expert_return()
     assert ret > rand + 0.5 * (expert - rand), (ret, rand, expert)
 

@@ -11,7 +11,6 @@ import pytest
 import torch
 from torch.distributions import Normal
 
-from agents.base import prepare_data
 from agents.iql import IQL, IQLConfig, awr_actor_loss, expectile_loss, gaussian_log_prob
 from suite.bench.agents_baselines import CorlIQL, _pair_to_ensemble, load_corl_iql
 from tests.agents import toy
@@ -143,16 +142,10 @@ def test_per_task_config_files_are_valid():
 
 
 def test_learns_point_goal_from_expert_heavy_data():
-    arrays, ends = toy.make_dataset(n_expert=40, n_random=10, seed=0)
     # the toy's 40-step episodes make "return_range" scale rewards ~25x more than on 1000-step MuJoCo
     # episodes; unscaled rewards (about -1 per step) are the MuJoCo-like regime here
     cfg = IQLConfig(**SMALL, max_steps=1000, reward_transform="none")
-    data = prepare_data(
-        arrays, normalize_observations=True, reward_transform=cfg.reward_transform, episode_ends=ends
-    )
-    torch.manual_seed(0)
-    agent = IQL(cfg, toy.OBS_DIM, toy.ACT_DIM, obs_mean=data.obs_mean, obs_std=data.obs_std)
-    toy.train(agent, data.arrays, steps=cfg.max_steps, batch_size=128, seed=0)
+    agent = toy.fit(IQL, cfg, n_expert=40, n_random=10, steps=cfg.max_steps)
     ret, rand, expert = toy.evaluate(agent.act), toy.random_return(), toy.expert_return()
     assert ret > rand + 0.6 * (expert - rand), (ret, rand, expert)
 

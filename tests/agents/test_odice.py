@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from agents.base import config_from_dict, prepare_data
+from agents.base import config_from_dict
 from agents.bc import BC, BCConfig
 from agents.odice import ODICE, TASK_KINDS, ODICEConfig
 from suite.bench.agents_odice import OfficialODICE, _twin_to_ensemble_state, load_official_into
@@ -218,21 +218,13 @@ def test_per_task_config_files():
 
 def test_learns_better_than_bc_on_mixed_data():
     """PointGoal, half expert and half random episodes: O-DICE's policy clearly beats BC's (same budget)."""
-    arrays, ends = toy.make_dataset(20, 20)
     steps, batch_size = 1200, 128
     cfg = ODICEConfig(value_hidden=(32, 32), policy_hidden=(32, 32), value_lr=1e-3, policy_lr=1e-3,
                       batch_size=batch_size)
-    prep = prepare_data(arrays, normalize_observations=cfg.normalize_observations,
-                        reward_transform=cfg.reward_transform, episode_ends=ends)
-    torch.manual_seed(0)
-    odice = ODICE(cfg, toy.OBS_DIM, toy.ACT_DIM, obs_mean=prep.obs_mean, obs_std=prep.obs_std)
-    toy.train(odice, prep.arrays, steps, batch_size=batch_size, seed=0)
-
+    odice = toy.fit(ODICE, cfg, 20, 20, steps, batch_size=batch_size,
+                    normalize_observations=cfg.normalize_observations)
     bc_cfg = BCConfig(hidden=(32, 32), lr=1e-3, batch_size=batch_size)
-    prep_bc = prepare_data(arrays, normalize_observations=True, reward_transform="none", episode_ends=ends)
-    torch.manual_seed(0)
-    bc = BC(bc_cfg, toy.OBS_DIM, toy.ACT_DIM, obs_mean=prep_bc.obs_mean, obs_std=prep_bc.obs_std)
-    toy.train(bc, prep_bc.arrays, steps, batch_size=batch_size, seed=0)
+    bc = toy.fit(BC, bc_cfg, 20, 20, steps, batch_size=batch_size, reward_transform="none")
 
     rand, expert = toy.random_return(), toy.expert_return()
     r_odice, r_bc = toy.evaluate(odice.act), toy.evaluate(bc.act)

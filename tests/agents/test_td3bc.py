@@ -11,7 +11,6 @@ import numpy as np
 import pytest
 import torch
 
-from agents.base import prepare_data
 from agents.td3bc import TD3BC, TD3BCConfig, actor_loss, critic_head, smoothed_target_actions
 from suite.bench.agents_baselines import CorlTD3BC, _pair_to_ensemble, load_corl_td3bc
 from tests.agents import toy
@@ -164,13 +163,7 @@ def test_state_dict_round_trip_continues_identically():
 
 
 def test_learns_point_goal_from_expert_heavy_data():
-    arrays, ends = toy.make_dataset(n_expert=40, n_random=10, seed=0)
     cfg = TD3BCConfig(**SMALL, max_steps=1000)
-    data = prepare_data(
-        arrays, normalize_observations=True, reward_transform=cfg.reward_transform, episode_ends=ends
-    )
-    torch.manual_seed(0)
-    agent = TD3BC(cfg, toy.OBS_DIM, toy.ACT_DIM, obs_mean=data.obs_mean, obs_std=data.obs_std)
-    toy.train(agent, data.arrays, steps=cfg.max_steps, batch_size=128, seed=0)
+    agent = toy.fit(TD3BC, cfg, n_expert=40, n_random=10, steps=cfg.max_steps)
     ret, rand, expert = toy.evaluate(agent.act), toy.random_return(), toy.expert_return()
     assert ret > rand + 0.5 * (expert - rand), (ret, rand, expert)

@@ -148,3 +148,18 @@ def per_task_configs(method: str, config_cls) -> list[tuple[str, object]]:
         values = {k: v for k, v in json.loads(f.read_text()).items() if not k.startswith("_")}
         out.append((f.name, config_from_dict(config_cls, values)))
     return out
+
+
+def fit(agent_cls, cfg, n_expert: int, n_random: int, steps: int, *, batch_size: int = 128,
+        normalize_observations: bool = True, reward_transform: str | None = None, seed: int = 0):
+    """An agent trained on a PointGoal dataset (`make_dataset(n_expert, n_random)`) prepared as the agent's
+    config says (observation normalisation as given, `reward_transform` or the config's), global seed 0."""
+    from agents.base import prepare_data
+
+    arrays, ends = make_dataset(n_expert, n_random, seed=seed)
+    prep = prepare_data(arrays, normalize_observations=normalize_observations,
+                        reward_transform=reward_transform or cfg.reward_transform, episode_ends=ends)
+    torch.manual_seed(seed)
+    agent = agent_cls(cfg, OBS_DIM, ACT_DIM, obs_mean=prep.obs_mean, obs_std=prep.obs_std)
+    train(agent, prep.arrays, steps, batch_size=batch_size, seed=seed)
+    return agent
