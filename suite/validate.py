@@ -3,6 +3,7 @@ spec still equals the recorded one, and (where the dataset is on this machine) t
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
@@ -27,7 +28,7 @@ def problems(rec: RunRecord) -> list[str]:
         spec = tasks.get_task(rec.task)
         if spec.id != rec.task:
             out.append(f"task id {rec.task!r} is not a full versioned id")
-        elif spec.to_dict() != rec.task_spec:
+        elif json.loads(json.dumps(spec.to_dict())) != rec.task_spec:  # as stored: tuples become lists
             out.append(f"the registered spec of {rec.task} differs from the recorded one")
     except Exception as e:
         out.append(str(e))

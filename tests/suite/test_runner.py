@@ -12,7 +12,7 @@ import pytest
 
 from suite import methods
 from suite.cli import main
-from suite.results import iter_records, load_record
+from suite.results import RunRecord, iter_records, load_record
 from suite.runner import RunOptions, run
 
 FAST = dict(steps=300, eval_every=150, eval_episodes=2, progress=False, tensorboard=False)
@@ -225,6 +225,8 @@ def test_validate_flags_bad_records(hopper_random_built, tmp_path):
         RunOptions(seed=0, out=tmp_path, steps=50, eval_every=50, eval_episodes=1, progress=False, tensorboard=False),
     )
     assert [p for p in problems(rec) if "dirty" not in p] == []
+    stored = RunRecord.from_dict(json.loads(json.dumps(rec.to_dict())))  # as read back from record.json
+    assert [p for p in problems(stored) if "dirty" not in p] == []
     changed = dataclasses.replace(rec, task_spec={**rec.task_spec, "eval_episodes": 99})
     assert any("differs from the recorded one" in p for p in problems(changed))
     assert any(
