@@ -12,6 +12,10 @@ from .results import RunRecord, load_record
 REQUIRED_PROVENANCE = ("git_revision", "git_dirty", "packages", "device")
 
 
+def _as_json(value):
+    return json.loads(json.dumps(value))
+
+
 def problems(rec: RunRecord) -> list[str]:
     from . import tasks
     from .data import store
@@ -28,7 +32,7 @@ def problems(rec: RunRecord) -> list[str]:
         spec = tasks.get_task(rec.task)
         if spec.id != rec.task:
             out.append(f"task id {rec.task!r} is not a full versioned id")
-        elif json.loads(json.dumps(spec.to_dict())) != rec.task_spec:  # as stored: tuples become lists
+        elif _as_json(spec.to_dict()) != _as_json(rec.task_spec):  # a stored record reads tuples back as lists
             out.append(f"the registered spec of {rec.task} differs from the recorded one")
     except Exception as e:
         out.append(str(e))
