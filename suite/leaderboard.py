@@ -101,7 +101,10 @@ def markdown_table(runs_dir: str | Path, metric: str = "final_score", published:
     ]
     for r in rows:
         fmt = ".1f" if r["metric"] in ("final_score", "best_score") else ".4g"
-        score = f"{r['mean']:{fmt}} ± {r['std']:{fmt}}" if r["n"] else "—"
+        if r["n"] > 1:
+            score = f"{r['mean']:{fmt}} ± {r['std']:{fmt}}"
+        else:  # one seed has no spread to show
+            score = f"{r['mean']:{fmt}} (one seed)" if r["n"] else "—"
         lines.append(
             f"| {r['method']} | {r['task']} | {r['metric']} | {score} | {r['n']} | {r['excluded']} | "
             f"{', '.join(map(str, r['steps'])) or '—'} |"
