@@ -3,13 +3,13 @@
 import pytest
 import torch
 
+from tests.threads import torch_threads
+
 
 @pytest.fixture(autouse=True)
 def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+    with torch_threads(1):
+        yield
 
 
 class GridBrownian:
