@@ -138,6 +138,9 @@ def provenance(device: str, extra: dict[str, Any] | None = None) -> dict[str, An
         import torch
 
         out["torch_threads"] = torch.get_num_threads()
+        from .allocator import is_applied
+
+        out["malloc"] = "keep-freed" if is_applied() else "default"  # suite/allocator.py; speed only
         if device.startswith("cuda") and torch.cuda.is_available():
             out["device_name"] = torch.cuda.get_device_name()
     except ImportError:

@@ -30,6 +30,7 @@ import torch
 from . import data as suite_data
 from . import methods as suite_methods
 from . import tasks as suite_tasks
+from .allocator import keep_freed_memory
 from .checkpoint import has_checkpoint, load_checkpoint, save_checkpoint
 from .errors import MissingDatasetError, SuiteError
 from .results import EvalPoint, RunRecord, load_record, provenance, save_record
@@ -163,6 +164,7 @@ def prepare_task(method_name: str, task_id: str, opts: RunOptions):
 
 def run(method_name: str, task_id: str, opts: RunOptions | None = None) -> RunRecord:
     opts = opts or RunOptions()
+    keep_freed_memory()  # no page faults for every update's temporaries (suite/allocator.py)
     method = suite_methods.get_method(method_name)
     if method.kind == "generative":
         spec = suite_tasks.get_task(task_id)

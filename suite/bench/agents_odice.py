@@ -9,13 +9,17 @@ also the reference the tests compare one update of the fast agent against (`load
 `run(quick)` times both on random hopper-shaped batches (obs 11, act 3, batch 256, the paper's networks) in
 the same process with `torch.set_num_threads(2)` (and again with 1 thread), alternating timing blocks so
 that load from other processes hits both alike, and reports updates/s, process CPU time per update and the
-ratios (medians over blocks). `python -m suite.bench.agents_odice [--quick]` prints one JSON line per case."""
+ratios (medians over blocks). `python -m suite.bench.agents_odice [--quick]` prints one JSON line per case,
+once per allocator setting (see `run`)."""
 
 from __future__ import annotations
 
 import copy
 import json
+import os
 import statistics
+import subprocess
+import sys
 import time
 
 import torch
@@ -23,6 +27,8 @@ from torch import nn
 from torch.distributions import MultivariateNormal
 
 from agents.odice import ODICE, ODICEConfig
+
+from ..allocator import keep_freed_memory
 
 EXP_ADV_MAX = 100.0
 
@@ -258,21 +264,49 @@ def _case(gradient: str, threads: int, batches, blocks: int) -> dict:
     }
 
 
-def run(quick: bool = False) -> list[dict]:
-    """Headline: 2 threads, wall clock; also 1 thread (CPU time is the robust number on a shared machine)."""
+def _run_here(quick: bool) -> list[dict]:
+    """All cases in this process, with the allocator setting `suite run` uses unless SUITE_MALLOC=default."""
+    malloc = "keep-freed" if keep_freed_memory() else "default"
     threads_before = torch.get_num_threads()
     try:
         blocks, per_block = (3, 10) if quick else (7, 25)
         gen = torch.Generator().manual_seed(0)
         batches = [_batch(11, 3, 256, gen) for _ in range(per_block)]  # hopper-shaped
         gradients = ("orthogonal",) if quick else ("orthogonal", "semi", "true")
-        return [_case(g, threads, batches, blocks) for threads in (2, 1) for g in gradients]
+        rows = [_case(g, threads, batches, blocks) for threads in (2, 1) for g in gradients]
     finally:
         torch.set_num_threads(threads_before)
+    return [{**row, "malloc": malloc} for row in rows]
+
+
+def run(quick: bool = False) -> list[dict]:
+    """Headline: 2 threads, wall clock; also 1 thread (CPU time is the robust number on a shared machine).
+
+    Each allocator setting (suite/allocator.py) needs a fresh process, so the cases run twice in
+    subprocesses: "keep-freed" (as `suite run` trains) and "default" (glibc's defaults, as the official code
+    runs). Within a process both implementations get the same setting; the last row puts ours as `suite run`
+    trains next to the official update as it runs by default (measured in different processes, minutes
+    apart: compare on an idle machine)."""
+    rows: list[dict] = []
+    for malloc in ("keep-freed", "default"):
+        cmd = [sys.executable, "-m", "suite.bench.agents_odice", "--here"] + (["--quick"] if quick else [])
+        env = {**os.environ, "SUITE_MALLOC": malloc}
+        out = subprocess.run(cmd, env=env, capture_output=True, text=True, check=True)
+        rows += [json.loads(line) for line in out.stdout.splitlines() if line.startswith("{")]
+    shipped = {(r["gradient"], r["threads"]): r for r in rows if r["malloc"] == "keep-freed"}
+    for r in list(rows):
+        ours = shipped.get((r["gradient"], r["threads"]))
+        if r["malloc"] == "default" and ours is not None:
+            rows.append({
+                "benchmark": "agents.odice.update as shipped", "gradient": r["gradient"], "threads": r["threads"],
+                "ours_malloc": "keep-freed", "official_malloc": "default",
+                "ours_updates_per_s": ours["ours_updates_per_s"], "official_updates_per_s": r["official_updates_per_s"],
+                "speedup": round(r["official_ms"] / ours["ours_ms"], 2),
+                "cpu_speedup": round(r["official_cpu_ms"] / ours["ours_cpu_ms"], 2),
+            })
+    return rows
 
 
 if __name__ == "__main__":
-    import sys
-
-    for row in run(quick="--quick" in sys.argv):
+    for row in (_run_here if "--here" in sys.argv else run)(quick="--quick" in sys.argv):
         print(json.dumps(row))
