@@ -17,6 +17,7 @@ from suite.allocator import keep_freed_memory
 applied = keep_freed_memory()
 torch.set_num_threads(1)
 from agents.odice import ODICE, ODICEConfig
+torch.manual_seed(0)
 agent = ODICE(ODICEConfig(), 11, 3)  # hopper-sized O-DICE: temporaries of 0.25-4 MiB per update
 g = torch.Generator().manual_seed(0)
 batch = {"observations": torch.randn(256, 11, generator=g), "actions": torch.rand(256, 3, generator=g) * 2 - 1,
@@ -28,7 +29,9 @@ f0 = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
 for _ in range(20):
     agent.update(batch)
 faults = (resource.getrusage(resource.RUSAGE_SELF).ru_minflt - f0) / 20
-print(json.dumps({"applied": applied, "faults": faults}))
+digest = sum(float(p.double().sum()) for p in agent.policy.parameters()) + sum(
+    float(p.double().sum()) for p in agent.value.parameters())
+print(json.dumps({"applied": applied, "faults": faults, "digest": repr(digest)}))
 """
 
 
@@ -43,6 +46,7 @@ def _measure(malloc: str) -> dict:
 def test_keep_freed_memory_cuts_page_faults():
     default, tuned = _measure("default"), _measure("keep-freed")
     assert default["applied"] is False  # SUITE_MALLOC=default opts out
+    assert tuned["digest"] == default["digest"]  # same numbers either way
     if not tuned["applied"]:
         pytest.skip("this libc has no mallopt")
     if default["faults"] < 50:
