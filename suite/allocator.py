@@ -22,7 +22,7 @@ import os
 # glibc <malloc.h>
 _M_TRIM_THRESHOLD = -1
 _M_MMAP_THRESHOLD = -3
-_MMAP_THRESHOLD = 1 << 30  # glibc caps this at HEAP_MAX/2 (32 MiB on 64-bit), which covers our temporaries
+_MMAP_THRESHOLD = 1 << 30  # older glibc refuses more than HEAP_MAX/2 (32 MiB on 64-bit): see the fallback
 _TRIM_THRESHOLD = (1 << 31) - 1
 
 _state = {"applied": None}

@@ -20,6 +20,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .allocator import is_applied as allocator_applied
+
 SCHEMA_VERSION = 1
 STATUSES = ("ok", "running", "failed", "diverged")
 
@@ -133,14 +135,12 @@ def provenance(device: str, extra: dict[str, Any] | None = None) -> dict[str, An
         "python": platform.python_version(),
         "platform": platform.platform(),
         "device": device,
+        "malloc": "keep-freed" if allocator_applied() else "default",  # suite/allocator.py; speed only
     }
     try:
         import torch
 
         out["torch_threads"] = torch.get_num_threads()
-        from .allocator import is_applied
-
-        out["malloc"] = "keep-freed" if is_applied() else "default"  # suite/allocator.py; speed only
         if device.startswith("cuda") and torch.cuda.is_available():
             out["device_name"] = torch.cuda.get_device_name()
     except ImportError:
