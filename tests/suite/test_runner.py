@@ -96,7 +96,9 @@ def test_sigkill_then_resume(hopper_random_built, tmp_path):
     deadline = time.time() + 300
     killed_at = None
     while time.time() < deadline and proc.poll() is None:
-        recs = list((tmp_path / "k").rglob("record.json"))
+        # Fixed depth (out/method/task/run/record.json): a recursive glob would scan the run folder while
+        # the runner renames checkpoint.tmp into place and can fail on the vanished folder.
+        recs = list((tmp_path / "k").glob("*/*/*/record.json"))
         if recs:
             try:
                 steps = json.loads(recs[0].read_text())["steps"]
