@@ -92,7 +92,8 @@ def test_sigkill_then_resume(hopper_random_built, tmp_path):
         "--no-progress",
     ]
     env = {**os.environ, "SUITE_TEST_THREADS": "1", "OMP_NUM_THREADS": "1"}
-    proc = subprocess.Popen(args, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    log = open(tmp_path / "killed.log", "wb")  # a file, not a pipe nobody reads (a full pipe would stall the run)
+    proc = subprocess.Popen(args, env=env, stdout=log, stderr=subprocess.STDOUT)
     deadline = time.time() + 300
     killed_at = None
     while time.time() < deadline and proc.poll() is None:
@@ -110,9 +111,11 @@ def test_sigkill_then_resume(hopper_random_built, tmp_path):
                 killed_at = steps
                 break
         time.sleep(0.02)
+    log.close()
     if killed_at is None:
         proc.kill()
-        pytest.fail("run finished or stalled before it could be killed")
+        tail = (tmp_path / "killed.log").read_text()[-2000:]
+        pytest.fail(f"run finished or stalled before it could be killed:\n{tail}")
     rec = load_record(next((tmp_path / "k").rglob("record.json")))
     assert rec.status == "running" and rec.steps < 3000
     assert subprocess.run(args + ["--resume"], env=env, capture_output=True).returncode == 0
