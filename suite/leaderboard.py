@@ -16,6 +16,10 @@ from .results import RunRecord, iter_records
 from .stats import summarize
 
 PUBLISHED_DIR = Path(__file__).resolve().parent.parent / "leaderboards" / "published"
+# The final evaluation alone can mislead where evaluations swing from one to the next (O-DICE on
+# hopper-medium-v0 jumps between ~6 and ~77): tables also show each run's mean over its last TAIL_EVALS
+# evaluations, averaged over seeds.
+TAIL_EVALS = 5
 
 
 def latest_per_seed(records: list[RunRecord]) -> dict[tuple[str, str], dict[int, RunRecord]]:
@@ -35,12 +39,20 @@ def headline(rec: RunRecord, metric: str = "final_score") -> float | None:
     return value
 
 
+def tail_score(rec: RunRecord, k: int = TAIL_EVALS) -> float | None:
+    """Mean normalised score of a run's last `k` evaluations (fewer if it has fewer); None without scores."""
+    scores = [p.normalized_score for p in rec.curve[-k:] if p.normalized_score is not None]
+    return sum(scores) / len(scores) if scores else None
+
+
 def table_rows(records: list[RunRecord], metric: str = "final_score") -> list[dict]:
     rows = []
     for (method, task), by_seed in sorted(latest_per_seed(records).items()):
         ok = [r for r in by_seed.values() if r.status == "ok" and headline(r, metric) is not None]
         other = len(by_seed) - len(ok)
         s = summarize([headline(r, metric) for r in ok])
+        tails = [t for t in (tail_score(r) for r in ok) if t is not None]
+        tail = summarize(tails) if tails and len(tails) == len(ok) else None
         first = next(iter(by_seed.values()))
         rows.append(
             {
@@ -50,6 +62,8 @@ def table_rows(records: list[RunRecord], metric: str = "final_score") -> list[di
                 "mean": s["mean"],
                 "std": s["std"],
                 "iqm": s["iqm"],
+                "tail_mean": tail["mean"] if tail else None,
+                "tail_std": tail["std"] if tail else None,
                 "metric": first.task_spec.get("extra", {}).get("metric") or metric,
                 "excluded": other,
                 "steps": sorted({r.steps for r in ok}),
@@ -94,19 +108,24 @@ def markdown_table(runs_dir: str | Path, metric: str = "final_score", published:
     label = {"final_score": "final normalised score", "best_score": "best normalised score (optimistic)"}[metric]
     lines = [
         f"Measured: {label} for RL tasks, the task's headline metric for generation tasks; mean ± std over seeds "
-        "(n = seeds with status ok; excluded = diverged/failed/unfinished).",
+        f"(n = seeds with status ok; excluded = diverged/failed/unfinished). last {TAIL_EVALS} evals: each run's "
+        f"mean normalised score over its last {TAIL_EVALS} evaluations, mean ± std over seeds (RL tasks).",
         "",
-        "| method | task | metric | value | n | excluded | steps |",
-        "|---|---|---|---|---|---|---|",
+        f"| method | task | metric | value | last {TAIL_EVALS} evals | n | excluded | steps |",
+        "|---|---|---|---|---|---|---|---|",
     ]
+
+    def mean_std(mean, std, n, fmt):
+        if not n or mean is None:
+            return "—"
+        return f"{mean:{fmt}} ± {std:{fmt}}" if n > 1 else f"{mean:{fmt}} (one seed)"  # one seed: no spread
+
     for r in rows:
         fmt = ".1f" if r["metric"] in ("final_score", "best_score") else ".4g"
-        if r["n"] > 1:
-            score = f"{r['mean']:{fmt}} ± {r['std']:{fmt}}"
-        else:  # one seed has no spread to show
-            score = f"{r['mean']:{fmt}} (one seed)" if r["n"] else "—"
+        score = mean_std(r["mean"], r["std"], r["n"], fmt)
+        tail = mean_std(r["tail_mean"], r["tail_std"], r["n"], ".1f")
         lines.append(
-            f"| {r['method']} | {r['task']} | {r['metric']} | {score} | {r['n']} | {r['excluded']} | "
+            f"| {r['method']} | {r['task']} | {r['metric']} | {score} | {tail} | {r['n']} | {r['excluded']} | "
             f"{', '.join(map(str, r['steps'])) or '—'} |"
         )
     if published:

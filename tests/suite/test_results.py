@@ -42,3 +42,20 @@ def test_provenance_has_git_and_versions():
     p = results.provenance("cpu", {"dataset_checksum": "abc"})
     assert {"git_revision", "git_dirty", "packages", "device", "dataset_checksum"} <= set(p)
     assert "torch" in p["packages"]
+
+
+def test_table_shows_the_mean_of_the_last_evaluations():
+    from suite.leaderboard import TAIL_EVALS, table_rows, tail_score
+
+    assert TAIL_EVALS == 5
+    curves = [[0.0, 90.0, 10.0, 20.0, 30.0, 40.0, 50.0], [0.0, 0.0, 20.0, 30.0, 40.0, 50.0, 60.0]]
+    recs = [
+        _record(seed=i, status="ok", curve=[EvalPoint(100 * j, [s], s, s) for j, s in enumerate(c)])
+        for i, c in enumerate(curves)
+    ]
+    for rec in recs:
+        rec.final_score = rec.curve[-1].normalized_score
+    assert [tail_score(r) for r in recs] == [30.0, 40.0]  # the 90 of the first run is 6 evaluations back
+    assert tail_score(recs[0], k=100) == 240.0 / 7
+    (row,) = table_rows(recs)
+    assert row["mean"] == 55.0 and row["tail_mean"] == 35.0 and abs(row["tail_std"] - 50**0.5) < 1e-12
