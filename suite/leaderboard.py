@@ -51,8 +51,8 @@ def table_rows(records: list[RunRecord], metric: str = "final_score") -> list[di
         ok = [r for r in by_seed.values() if r.status == "ok" and headline(r, metric) is not None]
         other = len(by_seed) - len(ok)
         s = summarize([headline(r, metric) for r in ok])
-        tails = [t for t in (tail_score(r) for r in ok) if t is not None]
-        tail = summarize(tails) if tails and len(tails) == len(ok) else None
+        tails = [tail_score(r) for r in ok]
+        tail = summarize(tails) if ok and None not in tails else None  # generation tasks have no scores
         first = next(iter(by_seed.values()))
         rows.append(
             {
