@@ -12,6 +12,7 @@ Nothing here prints; pass ``callback(stage, step, total, metrics)`` for progress
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import time
@@ -25,18 +26,18 @@ from safetensors.torch import load_file, save_file
 
 from .datasets import ImageDataset, default_train_split, load_image_dataset
 from .metrics import extract_features, frechet_distance, kid, save_image_grid
-from .models import LeNetClassifier, train_classifier
-from .samplers import score_sde as S
+from .models import LeNetClassifier, NoiseLevelClassifier, train_classifier, train_noise_classifier
+from .samplers import ScoreModel, call_sampler, get_sampler
 from .training import DSMConfig, ScoreTrainer, build_score_model, build_sde, load_score_model
 
 __all__ = [
     "ScoreSDEConfig",
-    "SAMPLERS",
     "train_score_model",
     "sample_and_evaluate",
     "evaluate_images",
     "reference_baselines",
     "feature_classifier",
+    "noise_classifier",
 ]
 
 Callback = Callable[[str, int, int, Mapping[str, float]], None]
@@ -121,6 +122,30 @@ class ScoreSDEConfig:
 
 
 
+def model_key(extra: Mapping[str, Any], seed: int) -> str:
+    """Content hash of a training *recipe*: SHA-256 (first 12 hex digits) of everything that determines the
+    weights — data set and split, SDE, network spec, training config and seed — except the step count (the
+    file name carries it) and where/how often it is checkpointed. Runs with the same recipe and steps reuse
+    one cached model; a longer run of the same recipe resumes from the longest shorter one."""
+    cfg = _resume_key(dict(extra["config"]))
+    blob = json.dumps({**{k: v for k, v in extra.items() if k != "config"}, "config": cfg, "seed": seed},
+                      sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(blob.encode()).hexdigest()[:12]
+
+
+def _shorter_run(out_dir: Path, stem: str, n_steps: int) -> Path | None:
+    """The longest finished-or-not checkpoint of the same recipe with fewer than ``n_steps`` steps."""
+    best, best_steps = None, -1
+    for p in out_dir.glob(f"{stem}-s*.safetensors"):
+        try:
+            k = int(p.stem.rsplit("-s", 1)[1])
+        except ValueError:
+            continue
+        if best_steps < k < n_steps:
+            best, best_steps = p, k
+    return best
+
+
 def _resume_key(config_json: Mapping[str, Any]) -> dict[str, Any]:
     # n_steps may grow on resume (train longer); where/how often to checkpoint does not change the model
     return {k: v for k, v in config_json.items() if k not in ("n_steps", "checkpoint_every", "device")}
@@ -138,10 +163,12 @@ def train_score_model(
     data: ImageDataset | None = None,
 ) -> Path:
     """Train a score model on ``dataset_name`` (its training split) under SDE ``sde_name`` ("vesde",
-    "vpsde", "subvpsde"); returns the checkpoint path ``out_dir/<dataset>-<sde>-seed<seed>.safetensors``.
+    "vpsde", "subvpsde"); returns the checkpoint path ``out_dir/<dataset>-<sde>-<model_key>-s<n_steps>.safetensors``
+    (:func:`model_key`): a finished one is returned as it is, without training.
 
-    If that checkpoint exists, was made with the same config, and ``resume`` is true, training continues
-    from it (to ``config.n_steps``) and ends with the same weights as an uninterrupted run. ``data``
+    If that checkpoint exists unfinished (a killed run), or the same recipe was trained for fewer steps, and
+    ``resume`` is true, training continues from it to ``config.n_steps`` and ends with the same weights as
+    an uninterrupted run. ``data``
     overrides the loaded data set (tests). ``callback("train", step, n_steps, {"loss": ...})``.
     """
     out_dir = Path(out_dir)
@@ -152,15 +179,19 @@ def train_score_model(
         torch.manual_seed(seed)  # network initialisation
         model = build_score_model(spec, sde)
     trainer = ScoreTrainer(model, sde, config.dsm(), seed=seed, device=config.device)
-    path = out_dir / f"{dataset_name}-{sde_name}-seed{seed}.safetensors"
     extra = {"dataset": dataset_name, "split": ds.split, "sde": {"name": sde_name, "kwargs": dict(config.sde_kwargs)},
              "model": spec, "config": config.to_json()}
+    stem = f"{dataset_name}-{sde_name}-{model_key(extra, seed)}"
+    path = out_dir / f"{stem}-s{config.n_steps}.safetensors"
     previous_wall = 0.0
-    if resume and path.exists():
-        meta = trainer.load(path)
+    start = path if path.exists() else _shorter_run(out_dir, stem, config.n_steps)
+    if resume and start is not None:
+        meta = trainer.load(start)
         if _resume_key(meta.get("config", {})) != _resume_key(extra["config"]):
             raise ValueError(f"{path} was trained with a different config; delete it or pass resume=False")
         previous_wall = float(meta.get("train_wall_time_s", 0.0))
+        if start == path and trainer.step >= config.n_steps:
+            return path  # cache hit: a finished model of this recipe
     cb = None if callback is None else (lambda step, total, m: callback("train", step, total, m))
     t0 = time.perf_counter()
     trainer.train(ds.x, config.n_steps, callback=cb, checkpoint_path=path,
@@ -169,6 +200,35 @@ def train_score_model(
     meta["train_wall_time_s"] = previous_wall + time.perf_counter() - t0
     path.with_suffix(".json").write_text(json.dumps(meta, indent=2, sort_keys=True))
     return path
+
+
+# ---------------------------------------------------------------------------------- noise-level classifier
+def noise_classifier(dataset_name: str, sigmas: torch.Tensor, out_dir: str | os.PathLike, *, n_steps: int = 3000,
+                     seed: int = 0, device: str = "cpu", data: ImageDataset | None = None,
+                     callback: Callback | None = None) -> NoiseLevelClassifier:
+    """The Denoising-MCMC noise-level classifier for ``dataset_name`` on the grid ``sigmas``, cached by
+    content hash (data set, grid, steps, seed) as ``out_dir/noise-classifier-<dataset>-<hash>.safetensors``
+    with a JSON sidecar; trained on the training split when missing
+    (:func:`generative.models.train_noise_classifier`)."""
+    ds = data if data is not None else load_image_dataset(dataset_name, default_train_split(dataset_name))
+    recipe = {"dataset": dataset_name, "split": ds.split, "n": len(ds), "sigmas": [float(v) for v in sigmas],
+              "n_steps": n_steps, "seed": seed, "net": "NoiseLevelClassifier(width=32)"}
+    key = hashlib.sha256(json.dumps(recipe, sort_keys=True).encode()).hexdigest()[:12]
+    path = Path(out_dir) / f"noise-classifier-{dataset_name}-{key}.safetensors"
+    if path.exists():
+        model = NoiseLevelClassifier(ds.x.shape[1], len(sigmas))
+        model.load_state_dict(load_file(str(path)))
+        return model.to(device).eval()
+    cb = None if callback is None else (lambda s, n, loss: callback("noise-classifier", s, n, {"loss": loss}))
+    t0 = time.perf_counter()
+    model = train_noise_classifier(ds.x.to(device), sigmas, n_steps=n_steps, seed=seed, callback=cb)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    save_file({k: v.contiguous().cpu() for k, v in model.state_dict().items()}, str(tmp))
+    os.replace(tmp, path)
+    recipe["train_wall_time_s"] = time.perf_counter() - t0
+    path.with_suffix(".json").write_text(json.dumps(recipe, indent=2, sort_keys=True))
+    return model
 
 
 # ------------------------------------------------------------------------------------- feature classifier
@@ -221,16 +281,6 @@ def evaluate_images(images: torch.Tensor, dataset_name: str, out_dir: str | os.P
 
 
 # ---------------------------------------------------------------------------------------------- sampling
-SAMPLERS: dict[str, Callable[..., S.SampleResult]] = {
-    "pc": S.pc_sample,  # reverse diffusion + Langevin corrector (snr 0.16)
-    "reverse_diffusion": S.reverse_diffusion,
-    "euler_maruyama": S.euler_maruyama,
-    "ancestral": S.ancestral,
-    "annealed_langevin": S.annealed_langevin,
-    "ode": S.ode_sample,  # probability-flow ODE, RK45 (n_steps ignored)
-}
-
-
 def sample_and_evaluate(
     checkpoint: str | os.PathLike,
     sampler_name: str = "pc",
@@ -244,39 +294,47 @@ def sample_and_evaluate(
     device: str = "cpu",
     grid_size: int = 100,
     data: ImageDataset | None = None,
+    classifier: Callable[[torch.Tensor], torch.Tensor] | None = None,
+    classifier_sigmas: torch.Tensor | None = None,
 ) -> dict[str, Any]:
-    """Sample ``n_samples`` images from a checkpoint's EMA model with ``sampler_name`` (see
-    :data:`SAMPLERS`; ``n_steps`` for the fixed-step ones) and evaluate them.
+    """Sample ``n_samples`` images from a checkpoint's EMA model with the registered sampler
+    ``sampler_name`` (:mod:`generative.samplers`; ``n_steps`` in the sampler's own unit) and evaluate them.
+    ``classifier``/``classifier_sigmas``: the noise-level classifier for ``dmcmc``.
 
-    Returns ``{"nfe", "fd-lenet", "kid", "kid_std", "sample_wall_time_s", "grid_png", "n_samples", ...}``.
+    Returns ``{"nfe", "fd-lenet", "kid", "kid_std", "sample_wall_time_s", "grid_png", "n_samples", "info", ...}``.
     Small, briefly trained models predict ε poorly at the smallest noise levels (σ ≲ 0.05 on digits), so
     SDE samplers that run to the SDE's eps (1e-3) leave visible residual noise; end them at a larger time
     and take one Tweedie step (``sampler_kwargs={"eps": 0.03, "denoise": "tweedie"}``), or use ``"ode"``
     (e.g. ``{"rtol": 1e-3, "atol": 1e-3}``).
 
-    Randomness: batch b uses ``torch.Generator().manual_seed(seed * 1_000_003 + b)``. The grid of the first
-    ``grid_size`` samples is written to ``out_dir`` (default: the checkpoint's folder).
+    Randomness: batch b uses ``torch.Generator().manual_seed(seed * 1_000_003 + b)`` (prior draw, then the
+    sampler's noise). ``dmcmc`` runs ``ceil(batch / n_rounds)`` persistent chains per batch. The grid of the
+    first ``grid_size`` samples is written to ``out_dir`` (default: the checkpoint's folder).
     """
-    if sampler_name not in SAMPLERS:
-        raise ValueError(f"unknown sampler {sampler_name!r}; known: {sorted(SAMPLERS)}")
+    spec = get_sampler(sampler_name)
     checkpoint = Path(checkpoint)
     out_dir = Path(out_dir) if out_dir is not None else checkpoint.parent
     model, meta = load_score_model(checkpoint, device=device)
     sde = model.sde
+    if spec.needs_classifier and classifier is None:
+        raise ValueError(f"sampler {sampler_name!r} needs a noise-level classifier")
+    score_model = ScoreModel(model, sde, classifier, classifier_sigmas)
     shape = tuple(meta["model"]["shape"])
-    fn = SAMPLERS[sampler_name]
     kwargs = dict(sampler_kwargs or {})
-    if sampler_name != "ode":
-        kwargs.setdefault("n_steps", n_steps)
-    xs, nfe = [], 0
+    kwargs.setdefault("n_steps", n_steps)
+    rounds = int(kwargs.get("n_rounds") or 1)
+    xs, nfe, infos = [], 0, []
     t0 = time.perf_counter()
     with torch.no_grad():
         for b, start in enumerate(range(0, n_samples, batch_size)):
             n = min(batch_size, n_samples - start)
             g = torch.Generator(device=device).manual_seed(seed * 1_000_003 + b)
-            res = fn(model, sde, (n,) + shape, generator=g, device=device, **kwargs)
-            xs.append(res.x.cpu())
+            n_init = -(-n // rounds) if spec.family == "dmcmc" else n
+            x_init = sde.prior_sample((n_init,) + shape, g, device=device)
+            res = call_sampler(spec, score_model, x_init, None, g, **kwargs)
+            xs.append(res.x[:n].cpu())
             nfe = max(nfe, res.nfe)
+            infos.append({k: v for k, v in res.info.items() if not isinstance(v, torch.Tensor)})
     wall = time.perf_counter() - t0
     x = torch.cat(xs)
     grid = save_image_grid(x[:grid_size], out_dir / f"{checkpoint.stem}-{sampler_name}-seed{seed}.png",
@@ -285,7 +343,7 @@ def sample_and_evaluate(
                              classifier_epochs=meta.get("config", {}).get("classifier_epochs", 20))
     return {"dataset": meta["dataset"], "sde": meta["sde"]["name"], "sampler": sampler_name, "n_steps": n_steps,
             "nfe": nfe, "n_samples": n_samples, "seed": seed, "sample_wall_time_s": wall, "grid_png": str(grid),
-            "checkpoint": str(checkpoint), "train_step": meta["step"], **scores,
+            "checkpoint": str(checkpoint), "train_step": meta["step"], **scores, "info": infos[0] if infos else {},
             "nonfinite_fraction": float((~torch.isfinite(x)).any(dim=(1, 2, 3)).float().mean())}
 
 

@@ -39,6 +39,9 @@ __all__ = [
     "batch_broadcast",
     "gaussian_noise",
     "generators_from_seeds",
+    "SDES",
+    "build_sde",
+    "sde_name",
 ]
 
 
@@ -138,6 +141,16 @@ class SDE(abc.ABC):
             return t_next
         return (t - self.T / (n_steps or self.N)).clamp_min(0.0)
 
+    # --- the equivalent VE noise level σ̃(t) = s_t / a_t (Karras et al. 2022, "σ-space") ---------------
+    # x_t / a_t = x_0 + σ̃(t) z, so every SDE here is a VE process in x̃ = x / a_t with noise level σ̃(t).
+    def sigma_tilde(self, t: Tensor) -> Tensor:
+        """σ̃(t) = std(t) / mean_coef(t), increasing in t."""
+        return self.std(t) / self.mean_coef(t)
+
+    def time_of_sigma(self, sigma: Tensor) -> Tensor:
+        """The inverse of :meth:`sigma_tilde` (closed form for VE and VP)."""
+        raise NotImplementedError(f"{type(self).__name__} has no closed-form inverse of sigma_tilde")
+
     def reverse(self, score_fn: ScoreFn, probability_flow: bool = False) -> ReverseSDE:
         """Reverse-time SDE dx = [f - g^2 s] dt + g dw̄ (eq. 6), or the probability-flow ODE
         dx = [f - g^2 s / 2] dt (eq. 13) with ``probability_flow=True``."""
@@ -214,6 +227,14 @@ class VPSDE(SDE):
         """DDPM β of the step t_next -> t: 1 - (a_t / a_{t_next})^2 (≈ β(t) dt; exact transition)."""
         return -torch.expm1(2.0 * (self.log_mean_coef(t) - self.log_mean_coef(t_next)))
 
+    def time_of_sigma(self, sigma: Tensor) -> Tensor:
+        # σ̃² = e^{-2c} - 1  =>  c = -log(1 + σ̃²)/2 = -t²(β1-β0)/4 - tβ0/2: the positive root of the quadratic
+        c = -0.5 * torch.log1p(sigma**2)
+        a, b = 0.25 * (self.beta_1 - self.beta_0), 0.5 * self.beta_0
+        if a == 0:
+            return -c / b
+        return (-b + torch.sqrt(b * b - 4 * a * c)) / (2 * a)
+
     def discretize(self, x, t, n_steps=None, t_next=None):
         # DDPM chain x_i = sqrt(1 - β_i) x_{i-1} + sqrt(β_i) z (paper eq. 3). The official code indexes
         # linspace(β0/N, β1/N, N); we take β_i from the marginal so that the chain is exact for any grid.
@@ -233,6 +254,9 @@ class SubVPSDE(VPSDE):
     def discretize(self, x, t, n_steps=None, t_next=None):
         return SDE.discretize(self, x, t, n_steps, t_next)  # no discrete chain: Euler–Maruyama
 
+    def time_of_sigma(self, sigma: Tensor) -> Tensor:
+        raise NotImplementedError("sub-VP has no closed-form inverse of sigma_tilde")
+
 
 class VESDE(SDE):
     """Variance exploding SDE, the continuous limit of SMLD: dx = sqrt(d σ^2/dt) dw,
@@ -249,6 +273,9 @@ class VESDE(SDE):
 
     def sigma(self, t: Tensor) -> Tensor:
         return self.sigma_min * (self.sigma_max / self.sigma_min) ** t
+
+    def time_of_sigma(self, sigma: Tensor) -> Tensor:
+        return torch.log(sigma / self.sigma_min) / math.log(self.sigma_max / self.sigma_min)
 
     def drift(self, x: Tensor, t: Tensor) -> Tensor:
         return torch.zeros_like(x)
@@ -272,3 +299,22 @@ class VESDE(SDE):
         t_next = self._previous_time(t, n_steps, t_next)
         G = (self.sigma(t) ** 2 - self.sigma(t_next) ** 2).sqrt()
         return torch.zeros_like(x), batch_broadcast(G, x)
+
+
+# One table of SDE names for the whole suite: canonical short names, with the checkpoint-sidecar spellings
+# ("vesde", …) and "sub-vp" accepted as aliases.
+SDES: dict[str, type[SDE]] = {"vp": VPSDE, "subvp": SubVPSDE, "ve": VESDE}
+_ALIASES = {"vpsde": "vp", "subvpsde": "subvp", "sub-vp": "subvp", "vesde": "ve"}
+
+
+def sde_name(name: str) -> str:
+    """Canonical name (``vp``, ``subvp``, ``ve``) of an SDE name or alias; ValueError if unknown."""
+    key = _ALIASES.get(name.lower(), name.lower())
+    if key not in SDES:
+        raise ValueError(f"unknown SDE {name!r}; choose from {', '.join(SDES)}")
+    return key
+
+
+def build_sde(name: str, **kwargs) -> SDE:
+    """An SDE by name or alias with constructor keyword arguments (e.g. ``build_sde("ve", sigma_max=20)``)."""
+    return SDES[sde_name(name)](**kwargs)

@@ -35,7 +35,8 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from .models import NoisePredictionScoreModel, build_net
-from .sdes import SDE, VESDE, VPSDE, SubVPSDE, batch_broadcast
+from . import sdes as _sdes
+from .sdes import SDE, batch_broadcast
 
 __all__ = [
     "DSMConfig",
@@ -49,14 +50,8 @@ __all__ = [
     "sidecar_path",
 ]
 
-SDES: dict[str, type[SDE]] = {"vesde": VESDE, "vpsde": VPSDE, "subvpsde": SubVPSDE}
-
-
-def build_sde(name: str, **kwargs: Any) -> SDE:
-    """``"vesde"``, ``"vpsde"`` or ``"subvpsde"`` with constructor keyword arguments."""
-    if name not in SDES:
-        raise ValueError(f"unknown SDE {name!r}; known: {sorted(SDES)}")
-    return SDES[name](**kwargs)
+SDES = _sdes.SDES
+build_sde = _sdes.build_sde  # one SDE name table (generative.sdes); "vesde"-style names are aliases
 
 
 @dataclass(frozen=True)

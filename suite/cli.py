@@ -44,7 +44,7 @@ def ls(
     if what in (What.methods, What.all):
         typer.echo("methods:")
         for name, m in methods.registry.items():
-            typer.echo(f"  {name:<12} {','.join(m.task_kinds):<22} {m.description}")
+            typer.echo(f"  {name:<18} {','.join(m.task_kinds):<22} {m.description}")
 
 
 @app.command("run")
@@ -66,6 +66,8 @@ def run(
     rtol: Annotated[float | None, typer.Option(help="generation: ODE rtol (= --set rtol=)")] = None,
     sde: Annotated[str | None, typer.Option(help="generation: vp, subvp or ve (= --set sde=)")] = None,
     sampler: Annotated[str | None, typer.Option(help="score-sde: sampler after training (= --set sampler=)")] = None,
+    integrator: Annotated[str | None, typer.Option(help="dmcmc: integrator after the chain (= --set integrator=)")] = None,
+    skp: Annotated[int | None, typer.Option(help="dmcmc: chain steps per output sample (= --set skp=)")] = None,
     threads: Annotated[int | None, typer.Option(help="torch intra-op threads (default: torch's, one per core)")] = None,
 ):
     """Train METHOD on TASK, evaluating periodically (or sample, for generative methods); writes a run
@@ -81,7 +83,8 @@ def run(
 
         torch.set_num_threads(threads)
     overrides = parse_overrides(set_ or [])
-    for key, value in (("nfe", nfe), ("rtol", rtol), ("sde", sde), ("sampler", sampler)):
+    for key, value in (("nfe", nfe), ("rtol", rtol), ("sde", sde), ("sampler", sampler),
+                       ("integrator", integrator), ("skp", skp)):
         if value is not None:
             overrides[key] = str(value)
     opts = RunOptions(

@@ -1,14 +1,22 @@
-"""Generative methods: sampling-only runs on analytic tasks (exact error of the sampler, no network) and
-train-then-sample runs on image tasks. Each produces a `RunRecord` with NFE, metric values and the sampling
-wall time; the headline metric of a task is named in its spec (`extra["metric"]`).
+"""Generative methods: every sampler registered in :mod:`generative.samplers` is a suite method, run on
+analytic tasks (the exact score — and, for DMCMC, the exact noise-level classifier — so the sampler's own
+error is measured with no network error) and on image tasks (a VE/VP score model and, for DMCMC, a
+noise-level classifier trained here, cached by content hash under ``$SUITE_CACHE`` (default
+``<out>/cache``) and reused between runs). ``score-sde`` is the train-then-sample method of Song et al.
 
-Sample i depends only on its seed ``seed * 1_000_003 + i`` (one generator per sample), whatever the batch.
+Each run produces a `RunRecord` with NFE, metric values and the sampling wall time, written by
+``suite.results.write_run_record`` like every agent run, with the real device in its provenance; the
+headline metric of a task is named in its spec (`extra["metric"]`).
+
+Sample i of an analytic run depends only on its seed ``seed * 1_000_003 + i`` (one generator per sample),
+whatever the batch; for ``dmcmc`` the seed is that of chain c, which produces samples c, c + C, … (C chains).
 """
 
 from __future__ import annotations
 
 import dataclasses
-import datetime as _dt
+import math
+import os
 import sys
 import time
 from dataclasses import dataclass
@@ -16,70 +24,169 @@ from pathlib import Path
 
 import torch
 
-from .errors import SuiteError
-from .results import RunRecord, provenance, save_record
+from .errors import ConfigError, SuiteError
+from .results import RunRecord, new_run_dir, provenance, write_run_record
 
-SAMPLERS = ("em", "reverse-diffusion", "ancestral", "langevin", "pc", "ode")
+# dataset -> VE σmax for the image models DMCMC and the Karras samplers use (Song & Ermon's rule: about the
+# largest distance between training images), and the Langevin step η of the DMCMC chain
+IMAGE_VE_SIGMA_MAX = {"digits-8x8": 20.0, "mnist": 50.0, "cifar10": 50.0, "cifar10-jpeg": 50.0}
+NFE_WARN = 5000  # score evaluations per sample above which a run prints its estimated cost
 
 
 @dataclass(frozen=True)
 class SamplerConfig:
-    sde: str = "vp"  # vp | subvp | ve
-    nfe: int | None = None  # score evaluations per sample; sets the number of steps (default: 1000 steps)
-    n_steps: int | None = None  # grid steps (overrides nfe)
+    """Options of every registered sampler; each sampler takes the ones it knows (see its docstring)."""
+
+    sde: str | None = None  # vp | subvp | ve; default: ve for dmcmc, vp otherwise
+    nfe: int | None = None  # score evaluations per sample; sets the step count by the sampler's own rule
+    n_steps: int | None = None  # the sampler's steps in its own unit (overrides nfe)
+    denoise: str | None = None  # none | mean | tweedie; default: the sampler's
+    eps: float | None = None  # end time (default: the SDE's)
     snr: float = 0.16  # Langevin corrector signal-to-noise ratio (CIFAR-10 setting)
     corrector_steps: int = 1
     # Langevin step-size norms: "sample" (sample i independent of the batch) or "batch" (the official rule).
-    # None: the task's default — "batch" on 2-D data, where per-sample ‖s‖ near a mode is ~0 and the step
-    # 1/‖s‖² blows up; "sample" elsewhere.
+    # None: the task's default — "batch" on 2-D data, where per-sample ‖s‖ near a mode is ~0.
     corrector_norm: str | None = None
     predictor: str = "reverse_diffusion"  # for pc: euler_maruyama | reverse_diffusion | ancestral
     rtol: float = 1e-5  # probability-flow ODE tolerances (official: 1e-5)
     atol: float = 1e-5
+    # Karras et al. 2022
+    rho: float = 7.0
+    s_churn: float = 80.0
+    s_tmin: float = 0.05
+    s_tmax: float = 1.0
+    s_noise: float = 1.007
+    # Denoising MCMC (Kim & Ye)
+    integrator: str = "karras-heun"  # em | reverse-diffusion | pc | ode | karras-heun | karras-stochastic
+    skp: int = 5  # chain steps per output sample
+    eta: float | None = None  # Langevin step; default: the task's (extra["dmcmc_eta"]) or 0.05
+    gibbs: str = "argmax"  # argmax | sample
+    n_rounds: int = 4  # outputs per persistent chain (chains = n_samples / n_rounds)
+    burn_in_levels: int = 20
+    burn_in_noise: float = 0.5
+    burn_in_steps: int = 10
+    # sample counts
     n_samples: int | None = None  # default: the task's
     batch_size: int = 1024
-    denoise: str = "mean"  # mean | tweedie | none (final step), for SDE samplers
+    # image tasks: the score model and classifier trained here (cached by content hash)
+    train_steps: int = 2000
+    lr: float = 1e-3
+    ch: int = 32
+    sigma_max: float | None = None  # VE σmax of the image model; default: IMAGE_VE_SIGMA_MAX
+    classifier_steps: int = 3000
+    model_seed: int = 0  # the trained models' seed (the run seed only drives sampling)
+    sample_eps: float | None = 0.03  # image tasks: end time of SDE samplers (small CPU models are poor below it)
 
 
-def _sde(name: str):
+def check_device(device: str) -> str:
+    """The device string if torch can use it, else a ConfigError naming what exists."""
+    try:
+        dev = torch.device(device)
+    except RuntimeError:
+        raise ConfigError(f"unknown device {device!r}; use cpu or cuda[:N]") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"device {device!r} requested but torch sees no CUDA device; use --device cpu")
+    if dev.type not in ("cpu", "cuda"):
+        raise ConfigError(f"device {device!r} is not supported; use cpu or cuda[:N]")
+    return str(dev)
+
+
+def _sampler(name: str):
+    from generative.samplers import get_sampler
+
+    try:
+        return get_sampler(name)
+    except KeyError as e:
+        raise SuiteError(str(e)) from None
+
+
+def _sde(cfg: SamplerConfig, spec, **kwargs):
     from generative import sdes
 
-    table = {"vp": sdes.VPSDE, "subvp": sdes.SubVPSDE, "sub-vp": sdes.SubVPSDE, "ve": sdes.VESDE}
-    if name not in table:
-        raise SuiteError(f"unknown sde {name!r}; choose vp, subvp or ve")
-    return table[name]()
+    name = cfg.sde or ("ve" if spec.family == "dmcmc" else "vp")
+    try:
+        key = sdes.sde_name(name)
+    except ValueError:
+        raise ConfigError(f"unknown sde {name!r}; choose vp, subvp or ve") from None
+    if spec.family == "dmcmc" and key != "ve":
+        raise ConfigError("dmcmc runs on the VE grid; use --sde ve")
+    return sdes.build_sde(key, **kwargs)
 
 
-def sample(method: str, cfg: SamplerConfig, score_fn, sde, shape: tuple[int, ...], seeds: torch.Tensor):
-    from generative.samplers import score_sde as S
+def _check(cfg: SamplerConfig, spec) -> None:
+    for key in ("nfe", "n_steps", "n_samples", "skp", "n_rounds", "batch_size", "corrector_steps"):
+        v = getattr(cfg, key)
+        if v is not None and v < 1:
+            raise ConfigError(f"{key} must be at least 1, got {v}")
+    for key in ("rtol", "atol", "eta", "lr", "rho", "s_noise"):
+        v = getattr(cfg, key)
+        if v is not None and not (math.isfinite(v) and v > 0):
+            raise ConfigError(f"{key} must be a finite positive number, got {v}")
+    if cfg.denoise not in (None, "none", "mean", "tweedie"):
+        raise ConfigError(f"denoise must be none, mean or tweedie, got {cfg.denoise!r}")
+    if spec.family == "dmcmc":
+        from generative.samplers.dmcmc import INTEGRATORS
 
-    steps_per_eval = {
-        "em": 1,
-        "reverse-diffusion": 1,
-        "ancestral": 1,
-        "langevin": cfg.corrector_steps,
-        "pc": 1 + cfg.corrector_steps,
+        if cfg.integrator not in INTEGRATORS:
+            raise ConfigError(f"unknown integrator {cfg.integrator!r}; choose from {', '.join(INTEGRATORS)}")
+
+
+def sampler_options(cfg: SamplerConfig, spec, *, image: bool = False) -> dict:
+    """The keyword options for ``spec`` from the run config (each sampler takes its own)."""
+    opts = {
+        "denoise": cfg.denoise, "eps": cfg.eps, "snr": cfg.snr, "corrector_steps": cfg.corrector_steps,
+        "corrector_norm": cfg.corrector_norm, "pc_predictor": cfg.predictor, "rtol": cfg.rtol, "atol": cfg.atol,
+        "rho": cfg.rho, "s_churn": cfg.s_churn, "s_tmin": cfg.s_tmin, "s_tmax": cfg.s_tmax, "s_noise": cfg.s_noise,
+        "integrator": cfg.integrator, "skp": cfg.skp, "eta": cfg.eta, "gibbs": cfg.gibbs, "n_rounds": cfg.n_rounds,
+        "burn_in_levels": cfg.burn_in_levels, "burn_in_noise": cfg.burn_in_noise,
+        "burn_in_steps": cfg.burn_in_steps,
     }
-    kwargs = {"generator": [int(s) for s in seeds], "dtype": torch.float64}
-    if method == "ode":
-        return S.ode_sample(score_fn, sde, shape, rtol=cfg.rtol, atol=cfg.atol, **kwargs)
-    n_steps = cfg.n_steps or (max(1, cfg.nfe // steps_per_eval[method]) if cfg.nfe else sde.N)
-    corrector = S.Corrector(snr=cfg.snr, n_steps=cfg.corrector_steps, norm=cfg.corrector_norm)
-    common = dict(denoise=cfg.denoise, **kwargs)
-    if method == "em":
-        return S.euler_maruyama(score_fn, sde, shape, n_steps, **common)
-    if method == "reverse-diffusion":
-        return S.reverse_diffusion(score_fn, sde, shape, n_steps, **common)
-    if method == "ancestral":
-        return S.ancestral(score_fn, sde, shape, n_steps, **common)
-    if method == "langevin":
-        return S.annealed_langevin(score_fn, sde, shape, n_steps, corrector=corrector, **common)
-    if method == "pc":
-        return S.pc_sample(score_fn, sde, shape, n_steps, predictor=cfg.predictor, corrector=corrector, **common)
-    raise SuiteError(f"unknown sampler {method!r}; choose from {', '.join(SAMPLERS)}")
+    if image and cfg.sample_eps is not None and cfg.eps is None and spec.name != "ode":
+        opts["eps"] = cfg.sample_eps
+    if spec.family == "dmcmc":
+        integ = _sampler(cfg.integrator)
+        inner = {k: v for k, v in opts.items() if k in integ.options() and v is not None and k != "eps"}
+        inner["denoise"] = "none"
+        if image and cfg.sample_eps is not None and cfg.integrator != "ode":
+            inner["eps"] = cfg.sample_eps
+        opts["integrator_options"] = inner
+    return opts
+
+
+def n_steps_for(cfg: SamplerConfig, spec, opts: dict) -> int | None:
+    """The sampler's step count: ``n_steps``, else from ``nfe`` by the sampler's own rule, else its default."""
+    if cfg.n_steps is not None:
+        return cfg.n_steps
+    if cfg.nfe is not None and not spec.adaptive:
+        try:
+            return spec.steps_for_nfe(cfg.nfe, opts)
+        except ValueError as e:
+            raise ConfigError(str(e)) from None
+    return None
+
+
+def sample(method: str, cfg: SamplerConfig, score_fn, sde, shape: tuple[int, ...], seeds: torch.Tensor,
+           classifier=None, classifier_sigmas=None):
+    """Draw ``len(seeds)`` samples with sampler ``method``: sample i from ``seeds[i]`` alone (prior draw and
+    every noise draw from its own generator)."""
+    from generative.samplers import ScoreModel, call_sampler
+    from generative.sdes import generators_from_seeds
+
+    spec = _sampler(method)
+    opts = sampler_options(cfg, spec)
+    steps = n_steps_for(cfg, spec, opts)
+    gens = generators_from_seeds(seeds)
+    model = ScoreModel(score_fn, sde, classifier, classifier_sigmas)
+    if spec.family == "dmcmc":
+        x0 = sde.prior_sample(shape, gens, dtype=torch.float64)
+        return call_sampler(spec, model, x0, None, gens, integrator_steps=steps, **opts)
+    x0 = sde.prior_sample(shape, gens, dtype=torch.float64)
+    return call_sampler(spec, model, x0, None, gens, n_steps=steps, **opts)
 
 
 def analytic_metrics(x: torch.Tensor, mixture) -> dict[str, float]:
+    """Exact-target metrics: unbiased MMD² (fixed kernel), W2 of the fitted moments, the per-component weight
+    error and the per-mode fitted-Gaussian W2 (``generative.analytic``), exact NLL (with the data's own)."""
     from generative import analytic as A
 
     x = x.reshape(x.shape[0], -1).double()
@@ -87,56 +194,190 @@ def analytic_metrics(x: torch.Tensor, mixture) -> dict[str, float]:
     return {
         "mmd2": float(A.mmd2_to_mixture(x, mixture)),
         "w2_moments": float(A.gaussian_w2(mean, cov, mixture.mean(), mixture.cov())),
+        "weight_error": A.weight_error(x, mixture),
+        "mode_w2": A.mode_w2(x, mixture),
         "nll": float(-mixture.log_prob(x).mean()),
         "nll_data": float(-mixture.log_prob(mixture.sample(len(x), torch.Generator().manual_seed(12345))).mean()),
     }
 
 
-def run_generative(method: str, spec, cfg, seed: int, out: str | Path, progress: bool = True) -> RunRecord:
-    from generative import analytic as A
+def _finite(metrics: dict) -> bool:
+    return all(v == v and abs(v) != float("inf") for v in metrics.values())
 
-    if "distribution" not in spec.extra:
-        raise SuiteError(
-            f"sampler {method!r} runs on analytic tasks (gmm-2d, gmm-64d); for image tasks use `score-sde`"
-        )
+
+def _announce(spec, cfg: SamplerConfig, n: int, steps: int | None, progress: bool) -> None:
+    if spec.adaptive:
+        return
+    try:
+        nfe = cfg.nfe or spec.nfe(steps or spec.default_steps, {"skp": cfg.skp, "integrator": cfg.integrator})
+    except (KeyError, ValueError):
+        return
+    if nfe > NFE_WARN or (progress and nfe * n > 5e7):
+        print(f"{spec.name}: {nfe} score evaluations per sample x {n} samples = {nfe * n:.3g} in all",
+              file=sys.stderr)
+
+
+def cache_dir(out: str | Path) -> Path:
+    return Path(os.environ.get("SUITE_CACHE") or (Path(out) / "cache"))
+
+
+def run_generative(method: str, spec, cfg: SamplerConfig, seed: int, out: str | Path, progress: bool = True,
+                   device: str = "cpu") -> RunRecord:
+    sampler = _sampler(method)
+    _check(cfg, sampler)
+    if "distribution" in spec.extra:
+        return _run_analytic(method, sampler, spec, cfg, seed, out, progress, device)
+    if "dataset" in spec.extra:
+        return _run_images(method, sampler, spec, cfg, seed, out, progress, device)
+    raise SuiteError(f"{method} runs on analytic or image generation tasks, not {spec.id}")
+
+
+def _run_analytic(method, sampler, spec, cfg, seed, out, progress, device) -> RunRecord:
+    from generative import analytic as A
+    from generative.samplers.dmcmc import ve_grid
+
     mixture = getattr(A, spec.extra["distribution"])()
     if cfg.corrector_norm is None:
         cfg = dataclasses.replace(cfg, corrector_norm=spec.extra.get("corrector_norm", "sample"))
-    sde = _sde(cfg.sde)
+    if sampler.family == "dmcmc" and cfg.eta is None:
+        cfg = dataclasses.replace(cfg, eta=spec.extra.get("dmcmc_eta", 0.05))
+    sde = _sde(cfg, sampler, **({"sigma_max": spec.extra["ve_sigma_max"]} if "ve_sigma_max" in spec.extra
+                                 and (cfg.sde or ("ve" if sampler.family == "dmcmc" else "vp")) == "ve" else {}))
     score_fn = mixture.score_fn(sde)
+    classifier = grid = None
+    if sampler.needs_classifier:
+        grid = ve_grid(sde)
+        classifier = lambda x: mixture.noise_level_log_probs(x, grid)  # noqa: E731  exact: Bayes' rule
     n = cfg.n_samples or spec.extra["n_samples"]
-    seeds = torch.arange(n, dtype=torch.long) + seed * 1_000_003
+    opts = sampler_options(cfg, sampler)
+    _announce(sampler, cfg, n, n_steps_for(cfg, sampler, opts), progress)
     t0 = time.perf_counter()
-    xs, nfe = [], 0
-    for i in range(0, n, cfg.batch_size):
-        res = sample(
-            method, cfg, score_fn, sde, (min(cfg.batch_size, n - i), mixture.dim), seeds[i : i + cfg.batch_size]
-        )
-        xs.append(res.x)
-        nfe = max(nfe, res.nfe)
+    xs, nfe, info = [], 0, {}
+    if sampler.family == "dmcmc":  # C chains, chain c seeded seed * 1_000_003 + c, n_rounds outputs each
+        chains = -(-n // cfg.n_rounds)
+        for c0 in range(0, chains, cfg.batch_size):
+            seeds = torch.arange(c0, min(chains, c0 + cfg.batch_size)) + seed * 1_000_003
+            res = sample(method, cfg, score_fn, sde, (len(seeds), mixture.dim), seeds, classifier, grid)
+            xs.append(res.x.reshape(cfg.n_rounds, len(seeds), -1))
+            nfe, info = max(nfe, res.nfe), res.info
+        x = torch.cat(xs, 1).reshape(-1, mixture.dim)[:n]
+    else:
+        seeds = torch.arange(n, dtype=torch.long) + seed * 1_000_003
+        for i in range(0, n, cfg.batch_size):
+            res = sample(method, cfg, score_fn, sde, (min(cfg.batch_size, n - i), mixture.dim),
+                         seeds[i: i + cfg.batch_size])
+            xs.append(res.x)
+            nfe, info = max(nfe, res.nfe), res.info
+        x = torch.cat(xs)
     wall = time.perf_counter() - t0
-    x = torch.cat(xs)
-    # the samplers stop at eps: their target is the exact marginal p_eps (differs from p_0 by O(eps))
-    metrics = analytic_metrics(x, mixture.marginal(sde, sde.eps))
+    # the score-SDE samplers stop at eps: their target is the exact marginal p_eps (differs from p_0 by
+    # O(eps)); Karras and DMCMC end at σ = 0 (a final Euler / Tweedie step), target p_0
+    end = 0.0 if sampler.family in ("karras", "dmcmc") else sde.eps
+    metrics = analytic_metrics(x, mixture.marginal(sde, end) if end else mixture)
     metrics.update({"nfe": float(nfe), "sample_wall_time_s": wall, "n_samples": float(n)})
-    stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S-%f")
-    run_dir = Path(out) / method / spec.id / f"seed{seed}-{stamp}"
-    status = "ok" if all(map(lambda v: v == v and abs(v) != float("inf"), metrics.values())) else "diverged"
+    metrics.update(_info_metrics(info))
+    return _record(method, spec, cfg, seed, out, device, metrics, wall, {"sde": type(sde).__name__})
+
+
+def _info_metrics(info: dict) -> dict[str, float]:
+    keep = ("integrator_nfe", "classifier_calls_per_sample", "burn_in_nfe_per_chain",
+            "burn_in_classifier_calls_per_chain", "chosen_sigma_mean", "chosen_sigma_median", "chains")
+    return {k: float(info[k]) for k in keep if k in info}
+
+
+def _record(method, spec, cfg, seed, out, device, metrics, wall, extra, steps=0) -> RunRecord:
+    run_dir = new_run_dir(out, method, spec.id, seed)
+    status = "ok" if _finite(metrics) else "diverged"
     rec = RunRecord(
-        method=method,
-        task=spec.id,
-        seed=seed,
-        config=dataclasses.asdict(cfg),
-        task_spec=spec.to_dict(),
-        status=status,
-        steps=0,
-        metrics=metrics if status == "ok" else {},
-        wall_time_s=wall,
-        run_id=run_dir.name,
-        provenance=provenance("cpu", {"command": " ".join(sys.argv)}),
+        method=method, task=spec.id, seed=seed, config=dataclasses.asdict(cfg), task_spec=spec.to_dict(),
+        status=status, steps=steps, metrics=metrics if status == "ok" else {}, wall_time_s=wall,
+        run_id=run_dir.name, provenance=provenance(device, {"command": " ".join(sys.argv), **extra}),
+        error=None if status == "ok" else "non-finite metrics: " + ", ".join(
+            k for k, v in metrics.items() if not (v == v and abs(v) != float("inf"))),
     )
-    save_record(rec, run_dir / "record.json")
+    write_run_record(rec, run_dir)
     return rec
+
+
+# --------------------------------------------------------------------------- image tasks: trained models
+def image_models(dataset: str, cfg: SamplerConfig, out: str | Path, sde_key: str, progress: bool, device: str,
+                 need_classifier: bool):
+    """(checkpoint path, classifier or None, grid or None): the cached score model of ``dataset`` under
+    ``sde_key`` and, if asked, the noise-level classifier on the VE grid, each trained on first use."""
+    from tqdm.auto import tqdm
+
+    from generative import pipeline as P
+    from generative.samplers.dmcmc import ve_grid
+    from generative.sdes import VESDE
+
+    sde_kwargs = {}
+    if sde_key == "ve":
+        sde_kwargs = {"sigma_max": cfg.sigma_max or IMAGE_VE_SIGMA_MAX.get(dataset, 50.0)}
+    train_cfg = P.ScoreSDEConfig(n_steps=cfg.train_steps, lr=cfg.lr, ch=cfg.ch, sde_kwargs=sde_kwargs,
+                                 device=device, **_image_net(dataset))
+    models = cache_dir(out) / "models"
+    bar = tqdm(total=cfg.train_steps, desc=f"{dataset} {sde_key} score model", unit="step", disable=not progress)
+
+    def callback(stage, step, total, m):
+        if bar.total != total:
+            bar.reset(total=total)
+            bar.set_description(f"{dataset} {stage}")
+        bar.update(step - bar.n)
+
+    try:
+        ckpt = P.train_score_model(dataset, sde_key + "sde", train_cfg, cfg.model_seed, models, callback)
+        clf = grid = None
+        if need_classifier:
+            grid = ve_grid(VESDE(**sde_kwargs))
+            net = P.noise_classifier(dataset, grid, models, n_steps=cfg.classifier_steps, seed=cfg.model_seed,
+                                     device=device, callback=callback)
+            clf = net.log_probs
+    except (FileNotFoundError, ValueError) as e:
+        raise SuiteError(str(e)) from e
+    finally:
+        bar.close()
+    return ckpt, clf, grid
+
+
+def _image_net(dataset: str) -> dict:
+    if dataset == "digits-8x8":
+        return {}
+    return {"ch_mult": (1, 2, 2), "attn_resolutions": ()}  # 28/32 px -> 14/16 -> 7/8, no attention (CPU)
+
+
+def _run_images(method, sampler, spec, cfg, seed, out, progress, device) -> RunRecord:
+    from generative import pipeline as P
+
+    dataset = spec.extra["dataset"]
+    from generative import sdes
+
+    _sde(cfg, sampler)  # validates the name (and VE for dmcmc)
+    sde_key = sdes.sde_name(cfg.sde or ("ve" if sampler.family in ("dmcmc",) else "vp"))
+    if sampler.family == "dmcmc" and cfg.eta is None:
+        cfg = dataclasses.replace(cfg, eta=spec.extra.get("dmcmc_eta", 0.05))
+    if cfg.corrector_norm is None:
+        cfg = dataclasses.replace(cfg, corrector_norm="sample")
+    t0 = time.perf_counter()
+    ckpt, clf, grid = image_models(dataset, cfg, out, sde_key, progress, device, sampler.needs_classifier)
+    train_wall = time.perf_counter() - t0
+    opts = sampler_options(cfg, sampler, image=True)
+    steps = n_steps_for(cfg, sampler, opts)
+    n = cfg.n_samples or spec.extra["n_samples"]
+    _announce(sampler, cfg, n, steps, progress)
+    if sampler.family == "dmcmc":
+        opts["integrator_steps"] = steps or sampler.default_steps
+    run_dir = new_run_dir(out, method, spec.id, seed)
+    res = P.sample_and_evaluate(ckpt, method, n, seed, n_steps=steps, sampler_kwargs=opts, out_dir=run_dir,
+                                device=device, classifier=clf, classifier_sigmas=grid,
+                                batch_size=min(cfg.batch_size, 1000))
+    metrics = {"fd_lenet": float(res["fd-lenet"]), "kid": float(res["kid"]), "kid_std": float(res["kid_std"]),
+               "nfe": float(res["nfe"]), "sample_wall_time_s": float(res["sample_wall_time_s"]),
+               "model_wall_time_s": train_wall, "n_samples": float(n),
+               "nonfinite_fraction": float(res["nonfinite_fraction"]), **_info_metrics(res["info"])}
+    if metrics["nonfinite_fraction"] > 0:
+        metrics["fd_lenet"] = float("nan")
+    return _record(method, spec, cfg, seed, out, device, metrics, time.perf_counter() - t0,
+                   {"checkpoint": str(ckpt), "sample_grid_png": res["grid_png"], "dataset": dataset})
 
 
 # --------------------------------------------------------------------------- train-then-sample (images)
@@ -146,8 +387,8 @@ class ScoreSDERunConfig:
     Training fields map onto `generative.pipeline.ScoreSDEConfig` (its docstring has MNIST/CIFAR settings)."""
 
     sde: str = "vp"  # vp | subvp | ve
-    sampler: str = "pc"  # pc | reverse_diffusion | euler_maruyama | ancestral | ode
-    nfe: int | None = None  # sugar for sample_steps (pc: 2 evaluations per step)
+    sampler: str = "pc"  # any registered sampler but dmcmc (see `suite ls methods`)
+    nfe: int | None = None  # sugar for sample_steps, by the sampler's own NFE rule
     sample_steps: int = 100  # fixed-step samplers' grid
     sample_eps: float | None = 0.03  # end time for SDE samplers (small CPU models are poor below it)
     denoise: str = "tweedie"  # final step for SDE samplers: tweedie | mean | none
@@ -162,22 +403,24 @@ class ScoreSDERunConfig:
     baselines: bool = True  # also score N(0, I) noise and a Gaussian fitted to the data (floors)
 
 
-def run_score_sde(method: str, spec, cfg: ScoreSDERunConfig, seed: int, out: str | Path, progress: bool = True):
+def run_score_sde(method: str, spec, cfg: ScoreSDERunConfig, seed: int, out: str | Path, progress: bool = True,
+                  device: str = "cpu"):
     from generative import pipeline as P
+    from generative import sdes
 
     if "dataset" not in spec.extra:
         raise SuiteError(f"score-sde trains on image tasks (digits-8x8, mnist, cifar10, …), not {spec.id}")
-    sde_name = {"vp": "vpsde", "subvp": "subvpsde", "sub-vp": "subvpsde", "ve": "vesde"}.get(cfg.sde)
-    if sde_name is None:
-        raise SuiteError(f"unknown sde {cfg.sde!r}; choose vp, subvp or ve")
-    if cfg.sampler not in P.SAMPLERS:
-        raise SuiteError(f"unknown sampler {cfg.sampler!r}; choose from {', '.join(sorted(P.SAMPLERS))}")
+    try:
+        sde_key = sdes.sde_name(cfg.sde)
+    except ValueError:
+        raise ConfigError(f"unknown sde {cfg.sde!r}; choose vp, subvp or ve") from None
+    sampler = _sampler(cfg.sampler)
+    if sampler.needs_classifier:
+        raise ConfigError(f"use `suite run {cfg.sampler} {spec.id}` for {cfg.sampler} (it needs a classifier)")
     dataset = spec.extra["dataset"]
-    stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S-%f")
-    root = Path(out) / method / spec.id
-    run_dir = root / f"seed{seed}-{stamp}"
+    run_dir = new_run_dir(out, method, spec.id, seed)
     train_cfg = P.ScoreSDEConfig(n_steps=cfg.train_steps, batch_size=cfg.batch_size, lr=cfg.lr, ch=cfg.ch,
-                                 ema_rate=cfg.ema_rate)
+                                 ema_rate=cfg.ema_rate, device=device)
     from tqdm.auto import tqdm
 
     bar = tqdm(total=cfg.train_steps, desc=f"score-sde {spec.id} train", unit="step", disable=not progress)
@@ -188,21 +431,22 @@ def run_score_sde(method: str, spec, cfg: ScoreSDERunConfig, seed: int, out: str
             bar.set_postfix(loss=f"{float(m['loss']):.4f}", refresh=False)
 
     t0 = time.perf_counter()
-    try:  # models live beside the runs, keyed by dataset/SDE/seed: a rerun with the same config reuses one
-        ckpt = P.train_score_model(dataset, sde_name, train_cfg, seed, root / "models", callback)
+    try:  # cached by content hash: a rerun with the same recipe reuses the model
+        ckpt = P.train_score_model(dataset, sde_key + "sde", train_cfg, seed, cache_dir(out) / "models", callback)
     except (FileNotFoundError, ValueError) as e:
         raise SuiteError(str(e)) from e
     finally:
         bar.close()
     train_wall = time.perf_counter() - t0
     steps = cfg.sample_steps
+    opts = {"denoise": cfg.denoise} if not sampler.adaptive else {"rtol": cfg.rtol, "atol": cfg.atol}
     if cfg.nfe:
-        steps = max(1, cfg.nfe // 2) if cfg.sampler == "pc" else cfg.nfe
-    kwargs = {"rtol": cfg.rtol, "atol": cfg.atol} if cfg.sampler == "ode" else {"denoise": cfg.denoise}
-    if cfg.sampler != "ode" and cfg.sample_eps is not None:
-        kwargs["eps"] = cfg.sample_eps
+        steps = sampler.steps_for_nfe(cfg.nfe, opts) if not sampler.adaptive else steps
+    if not sampler.adaptive and sampler.family == "score-sde" and cfg.sample_eps is not None:
+        opts["eps"] = cfg.sample_eps
     n = cfg.n_samples or spec.extra["n_samples"]
-    res = P.sample_and_evaluate(ckpt, cfg.sampler, n, seed, n_steps=steps, sampler_kwargs=kwargs, out_dir=run_dir)
+    res = P.sample_and_evaluate(ckpt, cfg.sampler, n, seed, n_steps=steps, sampler_kwargs=opts, out_dir=run_dir,
+                                device=device)
     metrics = {"fd_lenet": float(res["fd-lenet"]), "kid": float(res["kid"]), "kid_std": float(res["kid_std"]),
                "nfe": float(res["nfe"]), "sample_wall_time_s": float(res["sample_wall_time_s"]),
                "train_wall_time_s": train_wall, "n_samples": float(n),
@@ -211,11 +455,8 @@ def run_score_sde(method: str, spec, cfg: ScoreSDERunConfig, seed: int, out: str
         for name, vals in P.reference_baselines(dataset, run_dir, n, seed).items():
             metrics[f"{name}_fd_lenet"] = float(vals["fd-lenet"])
             metrics[f"{name}_kid"] = float(vals["kid"])
-    status = "ok" if metrics["nonfinite_fraction"] == 0 else "diverged"
-    rec = RunRecord(method=method, task=spec.id, seed=seed, config=dataclasses.asdict(cfg), task_spec=spec.to_dict(),
-                    status=status, steps=cfg.train_steps, metrics=metrics, wall_time_s=time.perf_counter() - t0,
-                    run_id=run_dir.name,
-                    provenance=provenance("cpu", {"command": " ".join(sys.argv), "checkpoint": str(ckpt),
-                                                  "sample_grid_png": res["grid_png"], "dataset": dataset}))
-    save_record(rec, run_dir / "record.json")
-    return rec
+    if metrics["nonfinite_fraction"] > 0:
+        metrics["fd_lenet"] = float("nan")
+    return _record(method, spec, cfg, seed, out, device, metrics, time.perf_counter() - t0,
+                   {"checkpoint": str(ckpt), "sample_grid_png": res["grid_png"], "dataset": dataset},
+                   steps=cfg.train_steps)

@@ -62,24 +62,16 @@ for _spec in [
     register(_spec)
 
 
-for _name, _desc in [
-    ("em", "Euler-Maruyama on the reverse-time SDE (Song et al. 2021)"),
-    ("reverse-diffusion", "reverse-diffusion predictor (Song et al. 2021)"),
-    ("ancestral", "ancestral sampling: DDPM (VP) / SMLD (VE)"),
-    ("langevin", "annealed Langevin dynamics (corrector only)"),
-    ("pc", "predictor-corrector sampler (Song et al. 2021, Alg. 1)"),
-    ("ode", "probability-flow ODE with an adaptive solver"),
-]:
-    register(
-        MethodSpec(
-            _name,
-            "suite.generation:run_generative",
-            "suite.generation:SamplerConfig",
-            ("generation",),
-            _desc,
-            kind="generative",
-        )
-    )
+def _register_samplers() -> None:
+    """Every sampler in generative's one registry is a suite method (adding a sampler adds a method)."""
+    from generative.samplers import REGISTRY
+
+    for spec in REGISTRY.values():
+        register(MethodSpec(spec.name, "suite.generation:run_generative", "suite.generation:SamplerConfig",
+                            spec.task_kinds, spec.description, kind="generative"))
+
+
+_register_samplers()
 
 
 register(MethodSpec("score-sde", "suite.generation:run_score_sde", "suite.generation:ScoreSDERunConfig",

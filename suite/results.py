@@ -88,6 +88,19 @@ def save_record(record: RunRecord, path: str | Path) -> Path:
     return write_json_atomic(path, record.to_dict())
 
 
+def new_run_dir(out: str | Path, method: str, task_id: str, seed: int) -> Path:
+    """``<out>/<method>/<task>/seed<S>-<timestamp>``: where every run, agent or generative, keeps its files."""
+    import datetime as _dt
+
+    stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S-%f")
+    return Path(out) / method / task_id / f"seed{seed}-{stamp}"
+
+
+def write_run_record(record: RunRecord, run_dir: str | Path) -> Path:
+    """The one path by which a run's record is written: ``<run_dir>/record.json``, atomically."""
+    return save_record(record, Path(run_dir) / "record.json")
+
+
 def load_record(path: str | Path) -> RunRecord:
     with open(path) as f:
         return RunRecord.from_dict(json.load(f))

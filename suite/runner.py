@@ -33,7 +33,7 @@ from . import tasks as suite_tasks
 from .allocator import keep_freed_memory
 from .checkpoint import has_checkpoint, load_checkpoint, save_checkpoint
 from .errors import MissingDatasetError, SuiteError
-from .results import EvalPoint, RunRecord, load_record, provenance, save_record
+from .results import EvalPoint, RunRecord, load_record, provenance, write_run_record
 
 
 @dataclass
@@ -171,7 +171,10 @@ def run(method_name: str, task_id: str, opts: RunOptions | None = None) -> RunRe
         if spec.kind not in method.task_kinds:
             raise SuiteError(f"method {method.name!r} runs on generation tasks, not {spec.kind} task {spec.id!r}")
         config, _ = suite_methods.resolve_config(method, spec.id, opts.overrides)
-        return method.load()(method.name, spec, config, opts.seed, opts.out, opts.progress)
+        from .generation import check_device
+
+        return method.load()(method.name, spec, config, opts.seed, opts.out, opts.progress,
+                             device=check_device(opts.device))
     spec, method, config, explicit = prepare_task(method_name, task_id, opts)
     steps, eval_every, eval_episodes = _protocol(spec, config, explicit, opts)
     device = torch.device(opts.device)
@@ -312,7 +315,7 @@ def run(method_name: str, task_id: str, opts: RunOptions | None = None) -> RunRe
                 record.steps, record.wall_time_s = step, now
                 record.status = "running"
                 _finish_scores(record)
-                save_record(record, run_dir / "record.json")
+                write_run_record(record, run_dir)
             if opts.stop_after is not None and step - start >= opts.stop_after:
                 status = "running"
                 break
@@ -336,7 +339,7 @@ def run(method_name: str, task_id: str, opts: RunOptions | None = None) -> RunRe
     _finish_scores(record)
     if status == "diverged":
         record.final_score = record.best_score = record.final_return = None
-    save_record(record, run_dir / "record.json")
+    write_run_record(record, run_dir)
     return record
 
 

@@ -22,7 +22,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from .classifier import LeNetClassifier, train_classifier
+from .classifier import LeNetClassifier, NoiseLevelClassifier, train_classifier, train_noise_classifier
 from .mlp import MLPScoreNet
 from .unet import UNet
 
@@ -31,6 +31,8 @@ __all__ = [
     "MLPScoreNet",
     "LeNetClassifier",
     "train_classifier",
+    "NoiseLevelClassifier",
+    "train_noise_classifier",
     "NoisePredictionScoreModel",
     "build_net",
     "NETS",

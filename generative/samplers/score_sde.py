@@ -17,10 +17,20 @@ generator per sample, as EDM does). Per-sample, sample i consumes only generator
 draw per noisy step — so it is identical whatever the batch size. The Langevin corrector's step size uses
 per-sample norms ‖z_i‖/‖s_i‖ (the official code uses batch means, which couples samples).
 
-Final step (``denoise``): ``"mean"`` returns the last step's noise-free mean (official ``noise_removal``),
+Where the steps live: the Euler–Maruyama predictor and the probability-flow ODE integrate through
+:mod:`solvers` (``EulerMaruyama`` with ``StepTo``; ``Dopri5`` with a PID controller). The reverse-diffusion
+and ancestral predictors are the SMLD / DDPM Markov chains and the Langevin corrector is an MCMC move: they
+are discrete-time chains, not integrators of an SDE, and stay here. A time grid may be shared ``(N + 1,)`` or
+per sample ``(B, N + 1)`` (Denoising MCMC starts each sample at its own time).
+
+Registered samplers (:mod:`generative.samplers.base`): ``em``, ``reverse-diffusion``, ``ancestral``,
+``langevin``, ``pc`` and ``ode``, family ``score-sde``.
+
+Final step (``denoise``, one meaning everywhere): ``"mean"`` returns the last step's noise-free mean (official ``noise_removal``),
 ``"tweedie"`` adds one score evaluation at eps and returns
 E[x_0 | x_eps] = (x + s_eps² ∇log p_eps(x)) / a_eps,
-``"none"`` returns the last noisy iterate (distributed as p_eps in the limit).
+``"none"`` returns the last noisy iterate (distributed as p_eps in the limit). The probability-flow ODE
+has no noise: ``"mean"`` and ``"none"`` both return its endpoint.
 """
 
 from __future__ import annotations
@@ -33,6 +43,16 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from generative.samplers.base import (
+    GeneratorBrownian,
+    SampleResult,
+    SamplerSpec,
+    ScoreModel,
+    check_unconditional,
+    per_sample_times,
+    register,
+    resolve_generator,
+)
 from generative.sdes import (
     SDE,
     VESDE,
@@ -69,20 +89,31 @@ Denoise = Literal["none", "mean", "tweedie"]
 Predictor = Callable[[SDE, ScoreFn, Tensor, Tensor, Tensor, Tensor], tuple[Tensor, Tensor]]
 
 
-@dataclass
-class SampleResult:
-    x: Tensor  # samples (B, ...)
-    nfe: int  # score evaluations per sample (max over the batch for adaptive solvers)
-    info: dict = field(default_factory=dict)  # e.g. solver status, per-sample NFE
-
-
 # --- one-step updates (paper Algorithms 2-5; official Predictor / Corrector classes) --------------------
+class _GivenIncrement:
+    """A Brownian 'path' for one solver step whose increment is sqrt(|dt|) z for a given z."""
+
+    def __init__(self, z: Tensor):
+        self.z = z
+
+    def increment(self, t, dt, levy=False):
+        return self.z * batch_broadcast(dt.abs().sqrt(), self.z)
+
+
 def euler_maruyama_step(sde, score_fn, x, t, t_next, z):
-    """Reverse-time Euler–Maruyama: x ← x - [f - g² s] Δt + g sqrt(Δt) z with Δt = t - t_next > 0."""
-    dt = batch_broadcast(t - t_next, x)
+    """Reverse-time Euler–Maruyama, one step through :mod:`solvers` (``EulerMaruyama``, Ito): with
+    Δt = t - t_next > 0, x ← x - [f - g² s] Δt + g sqrt(Δt) z (integrating dx = [f - g² s] dt + g dw̄
+    backwards in time)."""
+    import solvers
+
     rsde = sde.reverse(score_fn)
-    x_mean = x - rsde.drift(x, t) * dt
-    return x_mean + batch_broadcast(rsde.diffusion(t), x) * dt.sqrt() * z, x_mean
+    term = solvers.SDETerm(lambda tt, y: rsde.drift(y, tt), lambda tt, y: batch_broadcast(rsde.diffusion(tt), y),
+                           noise="diagonal", brownian=_GivenIncrement(z))
+    sol = solvers.solve(term, solvers.EulerMaruyama(), t, t_next, x,
+                        controller=solvers.StepTo(torch.stack([t, t_next], 1)))
+    x_next = sol.y1
+    noise = batch_broadcast(rsde.diffusion(t) * (t - t_next).sqrt(), x) * z
+    return x_next, x_next - noise
 
 
 def reverse_diffusion_step(sde, score_fn, x, t, t_next, z):
@@ -157,13 +188,7 @@ def time_grid(sde: SDE, n_steps: int, eps: float | None = None, dtype=torch.floa
     return torch.linspace(sde.T, sde.eps if eps is None else eps, n_steps + 1, dtype=dtype)
 
 
-def _resolve_generator(generator: Generators | Sequence[int] | Tensor) -> Generators:
-    if isinstance(generator, Tensor) or (
-        isinstance(generator, Sequence) and len(generator) > 0
-        and not isinstance(generator[0], torch.Generator)
-    ):
-        return generators_from_seeds(generator)
-    return generator
+_resolve_generator = resolve_generator
 
 
 def _initial_state(sde, x_init, generator, dtype, device) -> Tensor:
@@ -209,9 +234,10 @@ def pc_sample(
     x_mean = x
     nfe = 0
     B = x.shape[0]
-    for i in range(len(ts) - 1):  # Alg. 1 line 2: for i = N-1 .. 0
-        t = ts[i].to(x.dtype).expand(B).to(x.device)
-        t_next = ts[i + 1].to(x.dtype).expand(B).to(x.device)
+    ts = per_sample_times(ts, B, x.dtype, x.device)
+    for i in range(ts.shape[1] - 1):  # Alg. 1 line 2: for i = N-1 .. 0
+        t = ts[:, i]
+        t_next = ts[:, i + 1]
         if corrector is not None:  # Alg. 1 lines 5-7
             for _ in range(corrector.n_steps):
                 z = gaussian_noise(x.shape, generator, dtype=x.dtype, device=x.device)
@@ -225,7 +251,7 @@ def pc_sample(
     if denoise == "mean":
         x = x_mean
     elif denoise == "tweedie":
-        x = tweedie_denoise(sde, score_fn, x, ts[-1].to(x.dtype).expand(B).to(x.device))
+        x = tweedie_denoise(sde, score_fn, x, ts[:, -1])
         nfe += 1
     elif denoise != "none":
         raise ValueError(f"denoise must be 'none', 'mean' or 'tweedie', got {denoise!r}")
@@ -315,19 +341,87 @@ def ode_sample(
     rtol: float = 1e-5,
     atol: float = 1e-5,
     eps: float | None = None,
-    denoise: bool = True,
+    t0: float | Tensor | None = None,
+    denoise: Denoise | bool = "tweedie",
     dtype: torch.dtype = torch.float32,
     device: str | torch.device = "cpu",
 ) -> SampleResult:
-    """Probability-flow ODE dx/dt = f - g² s / 2 (eq. 13) from T to eps with an adaptive RK45 / Dopri5
-    (official ``ode_sampler``: rtol = atol = 1e-5), then optionally one Tweedie step (``denoise``)."""
+    """Probability-flow ODE dx/dt = f - g² s / 2 (eq. 13) from ``t0`` (default T; a (B,) tensor starts each
+    sample at its own time) to eps with an adaptive Dopri5 (official ``ode_sampler``: RK45, rtol = atol =
+    1e-5), then optionally one Tweedie step (``denoise="tweedie"``; ``True``/``False`` are accepted for
+    "tweedie"/"none")."""
+    if isinstance(denoise, bool):
+        denoise = "tweedie" if denoise else "none"
+    if denoise not in ("none", "mean", "tweedie"):
+        raise ValueError(f"denoise must be 'none', 'mean' or 'tweedie', got {denoise!r}")
     generator = _resolve_generator(generator)
     x = _initial_state(sde, x_init, generator, dtype, device)
     eps = sde.eps if eps is None else eps
+    start = sde.T if t0 is None else t0
+    if isinstance(start, Tensor) and ODE_BACKEND == "scipy":
+        raise ValueError("per-sample start times need the solvers backend")
     rsde = sde.reverse(score_fn, probability_flow=True)
     with torch.no_grad():
-        x, nfe = _integrate_ode(lambda t, y: rsde.drift(y, t), x, sde.T, eps, rtol, atol)
-    if denoise:
+        x, nfe = _integrate_ode(lambda t, y: rsde.drift(y, t), x, start, eps, rtol, atol)
+    if denoise == "tweedie":
         x = tweedie_denoise(sde, score_fn, x, torch.full((x.shape[0],), eps, dtype=x.dtype, device=x.device))
         nfe = nfe + 1
     return SampleResult(x, int(nfe.max()), {"nfe_per_sample": nfe})
+
+
+# --- the registry interface: sampler(model, x_init, schedule, generator, condition, **options) ---------------
+def _grid(model: ScoreModel, schedule, n_steps, eps):
+    return schedule if schedule is not None else time_grid(model.sde, n_steps or model.sde.N, eps)
+
+
+def _predictor_sampler(name: str, predictor: str | None, corrector_default: bool):
+    def sampler(model: ScoreModel, x_init: Tensor, schedule: Tensor | None, generator, condition=None, *,
+                n_steps: int | None = None, eps: float | None = None, denoise: Denoise = "mean",
+                snr: float = 0.16, corrector_steps: int = 1, corrector_norm: str = "sample",
+                pc_predictor: str = "reverse_diffusion") -> SampleResult:
+        check_unconditional(name, condition)
+        corrector = Corrector(snr=snr, n_steps=corrector_steps, norm=corrector_norm) if corrector_default else None
+        pred = pc_predictor if name == "pc" else predictor
+        return pc_sample(model.score_fn, model.sde, x_init, generator=generator, predictor=pred,
+                         corrector=corrector, ts=_grid(model, schedule, n_steps, eps), denoise=denoise)
+
+    sampler.__name__ = sampler.__qualname__ = name.replace("-", "_") + "_sampler"
+    return sampler
+
+
+def _ode_sampler(model: ScoreModel, x_init: Tensor, schedule: Tensor | None, generator, condition=None, *,
+                 rtol: float = 1e-5, atol: float = 1e-5, eps: float | None = None,
+                 denoise: Denoise = "tweedie") -> SampleResult:
+    """``schedule``: None (T -> eps), or a start/end pair (2,) / (B, 2) (per-sample start times)."""
+    check_unconditional("ode", condition)
+    t0 = None
+    if schedule is not None:
+        sched = per_sample_times(schedule, x_init.shape[0], x_init.dtype, x_init.device)
+        t0, eps = sched[:, 0], float(sched[0, -1])
+    return ode_sample(model.score_fn, model.sde, x_init, generator=generator, rtol=rtol, atol=atol, eps=eps,
+                      t0=t0, denoise=denoise)
+
+
+def _tweedie_extra(opts) -> int:
+    return 1 if opts.get("denoise") == "tweedie" else 0
+
+
+for _name, _pred, _corr, _per_step, _desc in [
+    ("em", "euler_maruyama", False, lambda o: 1, "Euler-Maruyama on the reverse-time SDE (solvers)"),
+    ("reverse-diffusion", "reverse_diffusion", False, lambda o: 1, "reverse-diffusion predictor (SMLD/DDPM chain)"),
+    ("ancestral", "ancestral", False, lambda o: 1, "ancestral sampling: DDPM (VP) / SMLD (VE)"),
+    ("langevin", None, True, lambda o: int(o.get("corrector_steps") or 1),
+     "annealed Langevin dynamics (corrector only)"),
+    ("pc", "reverse_diffusion", True, lambda o: 1 + int(o.get("corrector_steps") or 1),
+     "predictor-corrector sampler (Song et al. 2021, Alg. 1)"),
+]:
+    register(SamplerSpec(
+        name=_name, family="score-sde", fn=_predictor_sampler(_name, _pred, _corr), description=_desc,
+        nfe=lambda n, o, k=_per_step: n * k(o) + _tweedie_extra(o),
+        steps_for_nfe=lambda nfe, o, k=_per_step: max(1, (nfe - _tweedie_extra(o)) // k(o)),
+    ))
+register(SamplerSpec(
+    name="ode", family="score-sde", fn=_ode_sampler, adaptive=True,
+    description="probability-flow ODE with an adaptive solver (Dopri5 + PID, solvers)",
+    nfe=lambda n, o: n, steps_for_nfe=lambda nfe, o: nfe,
+))

@@ -72,9 +72,14 @@ def test_pipeline_resume_equals_uninterrupted(tmp_path, small_digits):
     assert a.keys() == b.keys()
     for k in a:
         assert torch.equal(a[k], b[k]), k
-    with pytest.raises(ValueError, match="different config"):
-        train_score_model("digits-8x8", "vesde", replace(TINY, lr=1e-4), seed=3, out_dir=tmp_path / "b",
-                          data=small_digits)
+    assert resumed.name == full.name  # the name is the recipe's content hash and its step count
+    # a different recipe is a different cache entry, never the same file retrained or overwritten
+    other = train_score_model("digits-8x8", "vesde", replace(TINY, lr=1e-4), seed=3, out_dir=tmp_path / "b",
+                              data=small_digits)
+    assert other != resumed and other.exists() and resumed.exists()
+    mtime = resumed.stat().st_mtime_ns
+    again = train_score_model("digits-8x8", "vesde", TINY, seed=3, out_dir=tmp_path / "b", data=small_digits)
+    assert again == resumed and resumed.stat().st_mtime_ns == mtime  # cache hit: nothing retrained
 
 
 def test_reference_baselines(tmp_path, small_digits):
