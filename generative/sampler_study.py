@@ -12,10 +12,11 @@ Tasks (data p_0; the target of every sampler is the exact marginal p_eps, since 
   estimate of :func:`generative.analytic.mmd2_to_mixture` against the exact p_eps (Gaussian kernel, length
   scale ``default_lengthscale``), plus the mean exact NLL of the samples for reference.
 
-Samplers: ``euler_maruyama``, ``reverse_diffusion``, ``ancestral`` (NFE = steps), ``pc`` (reverse diffusion +
-one Langevin step, snr 0.16; NFE = 2 × steps; batch-norm step rule in 2-D, see ``langevin_step``) and ``ode``
-(probability-flow ODE, adaptive; its NFE is set by rtol = atol in ``ode_tols``, the mean NFE per sample is
-reported). All runs start from samples of the exact p_T (not the prior N(0, σ_T² I)), so that the measured
+Samplers are names in the one registry (:mod:`generative.samplers`), NFE turned into steps by each sampler's
+own rule: ``em``, ``reverse-diffusion``, ``ancestral`` (NFE = steps), ``pc`` (reverse diffusion + one Langevin
+step, snr 0.16; NFE = 2 × steps; batch-norm step rule in 2-D, see ``langevin_step``), ``karras-heun`` (NFE =
+2N - 3 for N levels; it ends at σ = 0, so its target is p_0) and ``ode`` (probability-flow ODE, adaptive;
+its NFE is set by rtol = atol in ``ode_tols``, the mean NFE per sample is reported). All runs start from samples of the exact p_T (not the prior N(0, σ_T² I)), so that the measured
 error is the discretisation error alone; no final denoising step.
 
 ``python -m generative.sampler_study --out results/`` writes ``sampler_study.json`` (rows and fitted slopes)
@@ -41,16 +42,17 @@ from generative.analytic import (
     mmd2_to_mixture,
     ring_gmm_2d,
 )
-from generative.samplers.score_sde import PREDICTORS, Corrector, ode_sample, pc_sample, time_grid
-from generative.sdes import SDE, VESDE, VPSDE, SubVPSDE
+from generative.samplers import ScoreModel, call_sampler, get_sampler
+from generative.samplers.score_sde import PREDICTORS, time_grid
+from generative.sdes import SDE, SDES, SubVPSDE
 
 __all__ = ["TASKS", "SDES", "make_task", "exact_gaussian_output", "error_vs_nfe", "fit_slopes",
            "plot_error_vs_nfe", "main"]
 
 TASKS = {"gaussian-2d": gaussian_2d, "gmm-2d": ring_gmm_2d, "gmm-64d": gmm_64d}
-SDES = {"vp": VPSDE, "subvp": SubVPSDE, "ve": VESDE}
-AFFINE_SAMPLERS = ("euler_maruyama", "reverse_diffusion", "ancestral")
-DEFAULT_SAMPLERS = ("euler_maruyama", "reverse_diffusion", "ancestral", "pc", "ode")
+# registry names (generative.samplers) of the affine predictors, and the predictor step each one is
+AFFINE_SAMPLERS = {"em": "euler_maruyama", "reverse-diffusion": "reverse_diffusion", "ancestral": "ancestral"}
+DEFAULT_SAMPLERS = ("em", "reverse-diffusion", "ancestral", "pc", "ode", "karras-heun")
 DEFAULT_NFES = (8, 16, 32, 64, 128, 256)
 DEFAULT_ODE_TOLS = (1e-1, 1e-2, 1e-3, 1e-4, 1e-5)
 
@@ -69,7 +71,7 @@ def exact_gaussian_output(predictor: str, sde: SDE, score_fn, mean: Tensor, cov:
     μ + e_i (z = 0) and at z = e_j (x = μ) recovers A μ + b, A and C, so the moments propagate exactly:
     μ' = A μ + b, Σ' = A Σ Aᵀ + C Cᵀ (float64, 1 + 2D step evaluations per step).
     """
-    step = PREDICTORS[predictor]
+    step = PREDICTORS[AFFINE_SAMPLERS.get(predictor, predictor)]
     mean, cov = mean.to(torch.float64), cov.to(torch.float64)
     D = mean.numel()
     eye = torch.eye(D, dtype=torch.float64)
@@ -88,18 +90,15 @@ def exact_gaussian_output(predictor: str, sde: SDE, score_fn, mean: Tensor, cov:
 
 
 def _run_sampler(name, sde, score_fn, x_init, nfe_or_tol, generator, dim):
-    if name == "ode":
-        res = ode_sample(score_fn, sde, x_init, generator=generator, rtol=nfe_or_tol, atol=nfe_or_tol,
-                         denoise=False)
+    """One registered sampler (the suite's registry) at an NFE budget (or ODE tolerance), no final denoising."""
+    spec = get_sampler(name)
+    model = ScoreModel(score_fn, sde)
+    if spec.adaptive:
+        res = call_sampler(spec, model, x_init, None, generator, rtol=nfe_or_tol, atol=nfe_or_tol, denoise="none")
         return res.x, float(res.info["nfe_per_sample"].double().mean())
-    if name == "pc":
-        n_steps = max(1, int(nfe_or_tol) // 2)
-        corrector = Corrector(snr=0.16, n_steps=1, norm="batch" if dim <= 4 else "sample")
-        res = pc_sample(score_fn, sde, x_init, n_steps, generator=generator, predictor="reverse_diffusion",
-                        corrector=corrector, denoise="none")
-        return res.x, float(res.nfe)
-    res = pc_sample(score_fn, sde, x_init, int(nfe_or_tol), generator=generator, predictor=name,
-                    corrector=None, denoise="none")
+    opts = {"denoise": "none", "corrector_norm": "batch" if dim <= 4 else "sample", "snr": 0.16}
+    res = call_sampler(spec, model, x_init, None, generator, n_steps=spec.steps_for_nfe(int(nfe_or_tol), opts),
+                       **opts)
     return res.x, float(res.nfe)
 
 
@@ -143,13 +142,14 @@ def error_vs_nfe(
             x_init = prior.sample(n_samples, g)
             x, nfe = _run_sampler(name, forward, score_fn, x_init, setting, g, D)
             row["nfe"] = nfe
+            tgt = data if get_sampler(name).family == "karras" else target  # Karras ends at σ = 0: p_0
             if task == "gaussian-2d":
                 row.update(metric="w2_sample_moments", exact=False,
-                           error=float(gaussian_w2(x.mean(0), x.T.cov(), target.means[0], target.covs[0])))
+                           error=float(gaussian_w2(x.mean(0), x.T.cov(), tgt.means[0], tgt.covs[0])))
             else:
-                mmd2 = float(mmd2_to_mixture(x, target))
+                mmd2 = float(mmd2_to_mixture(x, tgt))
                 row.update(metric="mmd", exact=False, mmd2=mmd2, error=math.sqrt(max(mmd2, 0.0)),
-                           nll=float(-target.log_prob(x).mean()))
+                           nll=float(-tgt.log_prob(x).mean()))
             rows.append(row)
     return rows
 

@@ -375,11 +375,32 @@ def behaviour(ctx: typer.Context):
 
 @app.command("study", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
 def study(ctx: typer.Context):
-    """Sampler error against NFE on analytic tasks, with a PNG plot and fitted log-log slopes
-    (arguments go to `python -m generative.sampler_study`, e.g. --out results/ --tasks gmm-2d)."""
+    """Studies. `study dmcmc [--out DIR] [--tasks ...] [--nfes ...] [--integrators ...] [--seeds ...] [--resume]`:
+    DLG + each integrator against the integrator alone at equal NFE (JSON + PNG). Otherwise: sampler error
+    against NFE on analytic tasks, with a PNG plot and fitted log-log slopes (arguments go to
+    `python -m generative.sampler_study`, e.g. --out results/ --tasks gmm-2d)."""
+    args = list(ctx.args)
+    if args and args[0] == "dmcmc":
+        import argparse
+
+        from . import study_dmcmc as D
+
+        ap = argparse.ArgumentParser(prog="suite study dmcmc", description=D.__doc__.split("\n")[0])
+        ap.add_argument("--out", default="results/dmcmc")
+        ap.add_argument("--tasks", nargs="+", default=list(D.DEFAULT_TASKS))
+        ap.add_argument("--nfes", nargs="+", type=int, default=list(D.DEFAULT_NFES))
+        ap.add_argument("--integrators", nargs="+", default=list(D.DEFAULT_INTEGRATORS))
+        ap.add_argument("--seeds", nargs="+", type=int, default=[0, 1])
+        ap.add_argument("--image-seeds", nargs="+", type=int, default=[0])
+        ap.add_argument("--skp", type=int, default=5)
+        ap.add_argument("--resume", action="store_true")
+        a = ap.parse_args(args[1:])
+        res = D.run_study(a.out, a.tasks, a.nfes, a.integrators, a.seeds, a.image_seeds, a.skp, a.resume)
+        typer.echo(f"{len(res['rows'])} runs; {Path(a.out) / 'dmcmc_study.json'}, {Path(a.out) / 'dmcmc_study.png'}")
+        return
     from generative.sampler_study import main as study_main
 
-    study_main(list(ctx.args))
+    study_main(args)
 
 
 def _records(paths: list[Path]):

@@ -272,7 +272,8 @@ def _run_analytic(method, sampler, spec, cfg, seed, out, progress, device) -> Ru
     wall = time.perf_counter() - t0
     # the score-SDE samplers stop at eps: their target is the exact marginal p_eps (differs from p_0 by
     # O(eps)); Karras and DMCMC end at σ = 0 (a final Euler / Tweedie step), target p_0
-    end = 0.0 if sampler.family in ("karras", "dmcmc") else sde.eps
+    # (a final Tweedie step also estimates x_0: p_0 is its target too)
+    end = 0.0 if sampler.family in ("karras", "dmcmc") or cfg.denoise == "tweedie" else sde.eps
     metrics = analytic_metrics(x, mixture.marginal(sde, end) if end else mixture)
     metrics.update({"nfe": float(nfe), "sample_wall_time_s": wall, "n_samples": float(n)})
     metrics.update(_info_metrics(info))

@@ -57,7 +57,7 @@ def test_train_sample_evaluate_end_to_end(tmp_path, small_digits):
     again = sample_and_evaluate(ck, "pc", n_samples=40, seed=0, n_steps=3, batch_size=25, data=small_digits)
     assert again["fd-lenet"] == r["fd-lenet"]
     assert all(torch.equal(before[k], v) for k, v in load_file(str(clf)).items())
-    other = sample_and_evaluate(ck, "euler_maruyama", n_samples=40, seed=1, n_steps=3, data=small_digits)
+    other = sample_and_evaluate(ck, "em", n_samples=40, seed=1, n_steps=3, data=small_digits)
     assert other["nfe"] == 3 and other["fd-lenet"] != r["fd-lenet"]
     with pytest.raises(ValueError, match="unknown sampler"):
         sample_and_evaluate(ck, "heun", n_samples=4, data=small_digits)

@@ -102,7 +102,7 @@ def test_tweedie_step_is_posterior_mean():
     torch.testing.assert_close(tweedie_denoise(sde, data.score_fn(sde), x, t), ref)
 
 
-@pytest.mark.parametrize("name", ["euler_maruyama", "ancestral"])
+@pytest.mark.parametrize("name", ["em", "ancestral"])
 def test_exact_gaussian_propagation_matches_monte_carlo(name):
     data = gaussian_2d()
     sde = VPSDE()
@@ -110,7 +110,7 @@ def test_exact_gaussian_propagation_matches_monte_carlo(name):
     prior = data.marginal(sde, sde.T)
     m, S = exact_gaussian_output(name, sde, sf, prior.means[0], prior.covs[0], 8)
     x0 = prior.sample(40_000, torch.Generator().manual_seed(1))
-    x = SAMPLERS[name](sf, sde, x0, 8, generator=torch.Generator().manual_seed(2), denoise="none").x
+    x = SAMPLERS[{"em": "euler_maruyama"}.get(name, name)](sf, sde, x0, 8, generator=torch.Generator().manual_seed(2), denoise="none").x
     target = data.marginal(sde, sde.eps)
     err = gaussian_w2(m, S, target.means[0], target.covs[0])
     assert err > 0.1  # 8 steps are far from converged ...
@@ -119,15 +119,15 @@ def test_exact_gaussian_propagation_matches_monte_carlo(name):
 
 @pytest.mark.parametrize("sde", ["vp", "subvp"])
 def test_euler_maruyama_weak_order_one(sde):
-    rows = error_vs_nfe("gaussian-2d", ["euler_maruyama"], [16, 32, 64, 128, 256], sde=sde)
+    rows = error_vs_nfe("gaussian-2d", ["em"], [16, 32, 64, 128, 256], sde=sde)
     errs = [r["error"] for r in rows]
     assert all(a > 1.6 * b for a, b in zip(errs, errs[1:], strict=False)), errs
-    slope = fit_slopes(rows)[f"gaussian-2d/{sde}/euler_maruyama"]
+    slope = fit_slopes(rows)[f"gaussian-2d/{sde}/em"]
     assert -1.2 < slope < -0.85, slope
 
 
 def test_error_falls_with_nfe_on_the_mixture():
-    names = ["euler_maruyama", "reverse_diffusion", "ancestral", "pc", "ode"]
+    names = ["em", "reverse-diffusion", "ancestral", "pc", "ode", "karras-heun"]
     rows = error_vs_nfe("gmm-2d", names, [8, 24, 64],
                         n_samples=3000, seed=0, sde="vp", ode_tols=[1e-1, 1e-3])
     by: dict[str, list[tuple[float, float]]] = {}
