@@ -125,7 +125,7 @@ def dmcmc(model: ScoreModel, x_init: Tensor, schedule: Tensor | None, generator,
             x = _langevin(model, x, sigma, step_eta, generator)
             sigma, _ = _gibbs(model, x, grid, gibbs, generator)
             burn_nfe, burn_cls = burn_nfe + 1, burn_cls + 1
-        outs, integ_nfe, chosen = [], 0, []
+        outs, integ_nfe, chosen, chosen_x = [], 0, [], []
         for _ in range(n_rounds):
             best_x, best_sigma = x, torch.full_like(sigma, float("inf"))
             for _ in range(skp):
@@ -135,6 +135,7 @@ def dmcmc(model: ScoreModel, x_init: Tensor, schedule: Tensor | None, generator,
                 best_x = torch.where(batch_broadcast(better, x), x, best_x)
                 best_sigma = torch.where(better, sigma, best_sigma)
             chosen.append(best_sigma)
+            chosen_x.append(best_x)
             sched = integrator_schedule(integrator, sde, best_sigma.to(torch.float64), steps, opts)
             res = call_sampler(spec, model, best_x, sched.to(x.dtype), generator, **opts)
             integ_nfe = max(integ_nfe, res.nfe)
@@ -147,6 +148,7 @@ def dmcmc(model: ScoreModel, x_init: Tensor, schedule: Tensor | None, generator,
         "classifier_calls_per_sample": skp, "burn_in_nfe_per_chain": burn_nfe,
         "burn_in_classifier_calls_per_chain": burn_cls, "chosen_sigma_mean": float(chosen_sigma.mean()),
         "chosen_sigma_median": float(chosen_sigma.median()), "chosen_sigma": chosen_sigma,
+        "chosen_x": torch.cat(chosen_x),  # the states handed to the integrator (before denoising)
     }
     return SampleResult(torch.cat(outs), skp + integ_nfe + 1, info)
 
