@@ -296,10 +296,12 @@ def sample_and_evaluate(
     data: ImageDataset | None = None,
     classifier: Callable[[torch.Tensor], torch.Tensor] | None = None,
     classifier_sigmas: torch.Tensor | None = None,
+    feature_dir: str | os.PathLike | None = None,
 ) -> dict[str, Any]:
     """Sample ``n_samples`` images from a checkpoint's EMA model with the registered sampler
     ``sampler_name`` (:mod:`generative.samplers`; ``n_steps`` in the sampler's own unit) and evaluate them.
-    ``classifier``/``classifier_sigmas``: the noise-level classifier for ``dmcmc``.
+    ``classifier``/``classifier_sigmas``: the noise-level classifier for ``dmcmc``. ``feature_dir``: where the
+    fd-lenet feature network is cached (default ``out_dir``; pass one folder for runs that are compared).
 
     Returns ``{"nfe", "fd-lenet", "kid", "kid_std", "sample_wall_time_s", "grid_png", "n_samples", "info", ...}``.
     Small, briefly trained models predict ε poorly at the smallest noise levels (σ ≲ 0.05 on digits), so
@@ -339,7 +341,7 @@ def sample_and_evaluate(
     x = torch.cat(xs)
     grid = save_image_grid(x[:grid_size], out_dir / f"{checkpoint.stem}-{sampler_name}-seed{seed}.png",
                            nrow=10, scale=4 if shape[-1] <= 16 else 2)
-    scores = evaluate_images(x, meta["dataset"], out_dir, device=device, data=data, seed=seed,
+    scores = evaluate_images(x, meta["dataset"], feature_dir or out_dir, device=device, data=data, seed=seed,
                              classifier_epochs=meta.get("config", {}).get("classifier_epochs", 20))
     return {"dataset": meta["dataset"], "sde": meta["sde"]["name"], "sampler": sampler_name, "n_steps": n_steps,
             "nfe": nfe, "n_samples": n_samples, "seed": seed, "sample_wall_time_s": wall, "grid_png": str(grid),

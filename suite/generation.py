@@ -286,8 +286,8 @@ def _info_metrics(info: dict) -> dict[str, float]:
     return {k: float(info[k]) for k in keep if k in info}
 
 
-def _record(method, spec, cfg, seed, out, device, metrics, wall, extra, steps=0) -> RunRecord:
-    run_dir = new_run_dir(out, method, spec.id, seed)
+def _record(method, spec, cfg, seed, out, device, metrics, wall, extra, steps=0, run_dir=None) -> RunRecord:
+    run_dir = run_dir or new_run_dir(out, method, spec.id, seed)
     status = "ok" if _finite(metrics) else "diverged"
     rec = RunRecord(
         method=method, task=spec.id, seed=seed, config=dataclasses.asdict(cfg), task_spec=spec.to_dict(),
@@ -370,7 +370,7 @@ def _run_images(method, sampler, spec, cfg, seed, out, progress, device) -> RunR
     run_dir = new_run_dir(out, method, spec.id, seed)
     res = P.sample_and_evaluate(ckpt, method, n, seed, n_steps=steps, sampler_kwargs=opts, out_dir=run_dir,
                                 device=device, classifier=clf, classifier_sigmas=grid,
-                                batch_size=min(cfg.batch_size, 1000))
+                                batch_size=min(cfg.batch_size, 1000), feature_dir=cache_dir(out) / "features")
     metrics = {"fd_lenet": float(res["fd-lenet"]), "kid": float(res["kid"]), "kid_std": float(res["kid_std"]),
                "nfe": float(res["nfe"]), "sample_wall_time_s": float(res["sample_wall_time_s"]),
                "model_wall_time_s": train_wall, "n_samples": float(n),
@@ -378,7 +378,8 @@ def _run_images(method, sampler, spec, cfg, seed, out, progress, device) -> RunR
     if metrics["nonfinite_fraction"] > 0:
         metrics["fd_lenet"] = float("nan")
     return _record(method, spec, cfg, seed, out, device, metrics, time.perf_counter() - t0,
-                   {"checkpoint": str(ckpt), "sample_grid_png": res["grid_png"], "dataset": dataset})
+                   {"checkpoint": str(ckpt), "sample_grid_png": res["grid_png"], "dataset": dataset},
+                   run_dir=run_dir)
 
 
 # --------------------------------------------------------------------------- train-then-sample (images)
@@ -447,7 +448,7 @@ def run_score_sde(method: str, spec, cfg: ScoreSDERunConfig, seed: int, out: str
         opts["eps"] = cfg.sample_eps
     n = cfg.n_samples or spec.extra["n_samples"]
     res = P.sample_and_evaluate(ckpt, cfg.sampler, n, seed, n_steps=steps, sampler_kwargs=opts, out_dir=run_dir,
-                                device=device)
+                                device=device, feature_dir=cache_dir(out) / "features")
     metrics = {"fd_lenet": float(res["fd-lenet"]), "kid": float(res["kid"]), "kid_std": float(res["kid_std"]),
                "nfe": float(res["nfe"]), "sample_wall_time_s": float(res["sample_wall_time_s"]),
                "train_wall_time_s": train_wall, "n_samples": float(n),
@@ -460,4 +461,4 @@ def run_score_sde(method: str, spec, cfg: ScoreSDERunConfig, seed: int, out: str
         metrics["fd_lenet"] = float("nan")
     return _record(method, spec, cfg, seed, out, device, metrics, time.perf_counter() - t0,
                    {"checkpoint": str(ckpt), "sample_grid_png": res["grid_png"], "dataset": dataset},
-                   steps=cfg.train_steps)
+                   steps=cfg.train_steps, run_dir=run_dir)

@@ -121,7 +121,7 @@ def dmcmc(model: ScoreModel, x_init: Tensor, schedule: Tensor | None, generator,
             burn_nfe += res.nfe
         sigma, _ = _gibbs(model, x, grid, gibbs, generator)
         burn_cls += 1
-        for step_eta in [burn_in_eta or 0.5] * burn_in_steps + [eta] * burn_in_steps:
+        for step_eta in [burn_in_eta or eta] * burn_in_steps + [eta] * burn_in_steps:
             x = _langevin(model, x, sigma, step_eta, generator)
             sigma, _ = _gibbs(model, x, grid, gibbs, generator)
             burn_nfe, burn_cls = burn_nfe + 1, burn_cls + 1
