@@ -54,7 +54,7 @@ D4RL_REFERENCE_RETURNS = {
     "walker2d": (1.629008, 4592.3),
 }
 
-CHECKPOINT_NAME = "checkpoint.pt"
+CHECKPOINT_NAME = "checkpoint"  # a suite.checkpoint directory (safetensors + JSON; no pickle)
 SNAPSHOT_DIR = "snapshots"
 
 
@@ -309,14 +309,22 @@ class _Progress:
             self.bar.close()
 
 
-def _atomic_torch_save(obj: Any, path: Path) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
-
-
 def _save_checkpoint(path: Path, state: dict[str, Any]) -> None:
-    _atomic_torch_save(state, path)
+    from .checkpoint import save_checkpoint
+
+    save_checkpoint(path, state)  # atomic (temporary directory renamed into place)
+
+
+def _has_ck(path: Path) -> bool:
+    from .checkpoint import has_checkpoint
+
+    return has_checkpoint(path)
+
+
+def _load_ck(path: Path) -> dict[str, Any]:
+    from .checkpoint import load_checkpoint
+
+    return load_checkpoint(path)
 
 
 def snapshot_path(run_dir: str | Path, step: int) -> Path:
@@ -344,8 +352,8 @@ def train_sac(
     """Train SAC on `env_id` for `total_steps` environment steps (one update per step once `start_steps`
     uniform-random steps have been collected). Writes under `out_dir`: `run.json` (arguments, config,
     command), `tb/` (tensorboard scalars), `snapshots/step_XXXXXXX.safetensors` (actor only, every
-    `snapshot_every` steps), `checkpoint.pt` (every `checkpoint_every` steps and at the end; written
-    atomically). With `resume=True` the run continues from `checkpoint.pt` and reproduces the uninterrupted
+    `snapshot_every` steps), `checkpoint/` (every `checkpoint_every` steps and at the end; safetensors + JSON, written
+    atomically). With `resume=True` the run continues from `checkpoint/` and reproduces the uninterrupted
     run exactly; `total_steps` may then be larger than the original budget to extend a finished run.
     SIGTERM or SIGINT stops the run after the current step with a checkpoint written.
 
@@ -389,8 +397,10 @@ def train_sac(
         "gymnasium": gym.__version__,
     }
 
-    if resume and ckpt_path.exists():
-        ck = torch.load(ckpt_path, weights_only=False)
+    from .checkpoint import has_checkpoint, load_checkpoint
+
+    if resume and has_checkpoint(ckpt_path):
+        ck = load_checkpoint(ckpt_path)
         if ck["env_id"] != env_id or ck["seed"] != seed:
             raise ValueError(
                 f"checkpoint {ckpt_path} is for {ck['env_id']} seed {ck['seed']}, not {env_id} seed {seed}"
@@ -415,7 +425,7 @@ def train_sac(
             )
             previous["total_steps"] = total_steps
             run_info = previous
-    elif not resume and ckpt_path.exists():
+    elif not resume and has_checkpoint(ckpt_path):
         raise FileExistsError(
             f"{ckpt_path} exists: pass resume=True to continue it or choose another out_dir"
         )
@@ -584,7 +594,7 @@ def select_levels(
     last_step = max(step_of.values())
     ckpt = run / CHECKPOINT_NAME
     steps_reached = (
-        max(last_step, torch.load(ckpt, weights_only=False)["step"]) if ckpt.exists() else last_step
+        max(last_step, int(_load_ck(ckpt)["step"])) if _has_ck(ckpt) else last_step
     )
 
     def log(msg: str) -> None:

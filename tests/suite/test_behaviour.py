@@ -61,7 +61,9 @@ def test_resume_after_interruption_is_exact(tmp_path, monkeypatch):
     with pytest.raises(_Interrupt):
         behaviour.train_sac(ENV, 200, 0, tmp_path / "cut", **KW)
     monkeypatch.setattr(behaviour, "_save_checkpoint", original)
-    assert torch.load(tmp_path / "cut" / "checkpoint.pt", weights_only=False)["step"] == 140
+    from suite.checkpoint import load_checkpoint
+
+    assert load_checkpoint(tmp_path / "cut" / "checkpoint")["step"] == 140
     with pytest.raises(FileExistsError):
         behaviour.train_sac(ENV, 200, 0, tmp_path / "cut", **KW)
     resumed = behaviour.train_sac(ENV, 200, 0, tmp_path / "cut", resume=True, **KW)
