@@ -102,13 +102,13 @@ def test_missing_policy_is_a_clear_error(minari_root, monkeypatch, tmp_path):
 
 
 def test_transition_cache_matches_episodes_and_imitation_subset(hopper_random):
-    from suite.data import _cache_file
+    from suite.data import _data_digest
     from suite.tasks import DatasetSpec
 
     spec, ds = hopper_random
     _, a1, e1 = load_transitions(spec.dataset)
-    checksum = store.metadata(store.load(spec.dataset.dataset_id))["suite_checksum"]
-    assert _cache_file(spec.dataset.dataset_id, checksum).exists()
+    key = _data_digest(spec.dataset.dataset_id)[:20]
+    assert (store.dataset_path(spec.dataset.dataset_id) / "suite_cache" / f"transitions-{key}.npz").exists()
     _, a2, e2 = load_transitions(spec.dataset)  # from the cache
     for k in a1:
         np.testing.assert_array_equal(a1[k], a2[k])
@@ -169,3 +169,34 @@ def test_check_random_level_against_reference(hopper_random):
     (c,) = check_dataset(spec.dataset.dataset_id)
     assert c.policy == "random" and c.episodes > 50 and c.manifest_episodes == 100
     assert c.ok, c
+
+
+def test_corrupt_data_is_refused_and_the_cache_never_serves_it(hopper_random):
+    """Flip values inside the hdf5 observations: loading refuses it by name (before: trained on it and
+    recorded the good checksum); restore the file: the cache of the good data is used again, and a damaged
+    cache file is rebuilt, never served."""
+    import h5py
+
+    from suite.errors import CorruptFileError
+
+    spec, _ = hopper_random
+    _, good, _ = load_transitions(spec.dataset)
+    path = store.dataset_path(spec.dataset.dataset_id) / "data" / "main_data.hdf5"
+    with h5py.File(path, "r+") as f:
+        original = f["episode_2"]["observations"][5].copy()
+        f["episode_2"]["observations"][5] = original * 1000.0
+    try:
+        with pytest.raises(CorruptFileError, match=r"main_data\.hdf5.*does not match the checksum.*data build"):
+            load_transitions(spec.dataset)
+    finally:
+        with h5py.File(path, "r+") as f:
+            f["episode_2"]["observations"][5] = original
+    _, again, _ = load_transitions(spec.dataset)
+    np.testing.assert_array_equal(again["observations"], good["observations"])
+    cache = next((store.dataset_path(spec.dataset.dataset_id) / "suite_cache").glob("transitions-*.npz"))
+    with np.load(cache) as z:
+        arrays = {k: z[k] for k in z.files}
+    arrays["observations"][0, 0] += 1.0  # a cache edited behind our back (its digest no longer matches)
+    np.savez(cache, **arrays)
+    _, rebuilt, _ = load_transitions(spec.dataset)
+    np.testing.assert_array_equal(rebuilt["observations"], good["observations"])
