@@ -16,7 +16,8 @@ Samplers are names in the one registry (:mod:`generative.samplers`), NFE turned 
 own rule: ``em``, ``reverse-diffusion``, ``ancestral`` (NFE = steps), ``pc`` (reverse diffusion + one Langevin
 step, snr 0.16; NFE = 2 × steps; batch-norm step rule in 2-D, see ``langevin_step``), ``karras-heun`` (NFE =
 2N - 3 for N levels; it ends at σ = 0, so its target is p_0) and ``ode`` (probability-flow ODE, adaptive;
-its NFE is set by rtol = atol in ``ode_tols``, the mean NFE per sample is reported). All runs start from samples of the exact p_T (not the prior N(0, σ_T² I)), so that the measured
+its NFE is set by rtol = atol in ``ode_tols``, the mean NFE per sample is reported).
+All runs start from samples of the exact p_T (not the prior N(0, σ_T² I)), so that the measured
 error is the discretisation error alone; no final denoising step.
 
 ``python -m generative.sampler_study --out results/`` writes ``sampler_study.json`` (rows and fitted slopes)

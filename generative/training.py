@@ -34,8 +34,8 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from .models import NoisePredictionScoreModel, build_net
 from . import sdes as _sdes
+from .models import NoisePredictionScoreModel, build_net
 from .sdes import SDE, batch_broadcast
 
 __all__ = [

@@ -11,12 +11,11 @@ pickle) are refused with a message, never unpickled."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 from pathlib import Path
 from typing import Any
-
-import json
 
 import numpy as np
 import torch

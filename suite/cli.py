@@ -66,7 +66,7 @@ def run(
     rtol: Annotated[float | None, typer.Option(help="generation: ODE rtol (= --set rtol=)")] = None,
     sde: Annotated[str | None, typer.Option(help="generation: vp, subvp or ve (= --set sde=)")] = None,
     sampler: Annotated[str | None, typer.Option(help="score-sde: sampler after training (= --set sampler=)")] = None,
-    integrator: Annotated[str | None, typer.Option(help="dmcmc: integrator after the chain (= --set integrator=)")] = None,
+    integrator: Annotated[str | None, typer.Option(help="dmcmc: integrator (= --set integrator=)")] = None,
     skp: Annotated[int | None, typer.Option(help="dmcmc: chain steps per output sample (= --set skp=)")] = None,
     threads: Annotated[int | None, typer.Option(help="torch intra-op threads (default: torch's, one per core)")] = None,
 ):

@@ -26,7 +26,8 @@ per sample ``(B, N + 1)`` (Denoising MCMC starts each sample at its own time).
 Registered samplers (:mod:`generative.samplers.base`): ``em``, ``reverse-diffusion``, ``ancestral``,
 ``langevin``, ``pc`` and ``ode``, family ``score-sde``.
 
-Final step (``denoise``, one meaning everywhere): ``"mean"`` returns the last step's noise-free mean (official ``noise_removal``),
+Final step (``denoise``, one meaning everywhere):
+``"mean"`` returns the last step's noise-free mean (official ``noise_removal``),
 ``"tweedie"`` adds one score evaluation at eps and returns
 E[x_0 | x_eps] = (x + s_eps² ∇log p_eps(x)) / a_eps,
 ``"none"`` returns the last noisy iterate (distributed as p_eps in the limit). The probability-flow ODE
@@ -36,7 +37,7 @@ has no noise: ``"mean"`` and ``"none"`` both return its endpoint.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
@@ -44,7 +45,6 @@ import torch
 from torch import Tensor
 
 from generative.samplers.base import (
-    GeneratorBrownian,
     SampleResult,
     SamplerSpec,
     ScoreModel,
@@ -62,7 +62,6 @@ from generative.sdes import (
     SubVPSDE,
     batch_broadcast,
     gaussian_noise,
-    generators_from_seeds,
 )
 
 __all__ = [

@@ -79,7 +79,8 @@ def load_transitions(spec: DatasetSpec, task_id: str | None = None):
 
     ds = get_dataset(spec, task_id)
     recorded = store.metadata(ds).get("suite_checksum")
-    cache = store.dataset_path(spec.dataset_id) / "suite_cache" / f"transitions-{_data_digest(spec.dataset_id)[:20]}.npz"
+    key = _data_digest(spec.dataset_id)[:20]
+    cache = store.dataset_path(spec.dataset_id) / "suite_cache" / f"transitions-{key}.npz"
     arrays = ends = None
     if cache.exists():
         try:

@@ -23,7 +23,6 @@ Episodes cut by the step budget at the end are kept and marked truncated.
 from __future__ import annotations
 
 import os
-import shutil
 import zlib
 from collections.abc import Callable
 from pathlib import Path
@@ -217,10 +216,17 @@ def build(
     progress: bool = True,
 ):
     """Build the dataset of `spec` into Minari storage and return the loaded `MinariDataset`."""
-    from tqdm.auto import tqdm
 
     if spec.source != "recipe":
         raise MissingDatasetError(f"dataset {spec.dataset_id!r} is not built by the suite (source: {spec.source})")
+    with store.build_lock(spec.dataset_id):  # concurrent builds of one id are serialised
+        store.clean_leftovers()
+        return _build_locked(spec, steps, n_envs, workers, references, overwrite, progress)
+
+
+def _build_locked(spec, steps, n_envs, workers, references, overwrite, progress):
+    from tqdm.auto import tqdm
+
     steps = steps or spec.default_steps
     if store.exists(spec.dataset_id) and not overwrite:
         return store.load(spec.dataset_id)
@@ -245,8 +251,6 @@ def build(
     finally:
         bar.close()
 
-    if store.exists(spec.dataset_id):  # replaced only once the new data exist: a failed build loses nothing
-        shutil.rmtree(store.dataset_path(spec.dataset_id))
     recipe = {
         "policies": [
             {
@@ -264,7 +268,8 @@ def build(
         "versions": _package_versions(),
         "builder": "suite.data.build",
     }
-    return store.write_dataset(
+    with store.staged(spec.dataset_id):  # the old dataset stays until the new one is complete
+        store.write_dataset(
         spec.dataset_id,
         episodes,
         spec.env_id,
@@ -274,3 +279,4 @@ def build(
         description=__doc__.split("\n\n")[1].replace("\n", " "),
         metadata={"suite_recipe": recipe},
     )
+    return store.load(spec.dataset_id)

@@ -8,6 +8,7 @@ on hdf5's byte layout; it is written into the dataset's metadata at build time a
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import warnings
@@ -15,7 +16,11 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import CorruptFileError, MissingDatasetError
+from ..errors import CorruptFileError, MissingDatasetError, SuiteError
+
+
+class DatasetBusyError(SuiteError):
+    """Another process is building the same dataset."""
 
 
 def datasets_root() -> Path:
@@ -31,10 +36,99 @@ def exists(dataset_id: str) -> bool:
 
 
 def local_dataset_ids() -> list[str]:
+    """Datasets in storage; half-built leftovers (hidden ``.staging-*`` / ``.trash-*`` folders) are never
+    listed."""
     root = datasets_root()
     if not root.exists():
         return []
-    return sorted(str(p.parent.parent.relative_to(root)) for p in root.rglob("data/metadata.json"))
+    ids = (p.parent.parent.relative_to(root) for p in root.rglob("data/metadata.json"))
+    return sorted(str(i) for i in ids if not any(part.startswith(".") for part in i.parts))
+
+
+# --- crash-safe writes --------------------------------------------------------------------------------------
+@contextlib.contextmanager
+def build_lock(dataset_id: str, wait: bool = True):
+    """An exclusive lock file per dataset id (``<root>/.locks/<id>.lock``, fcntl): a second build of the same
+    id waits (saying so on stderr) or, with ``wait=False``, raises a one-line busy error. The OS releases the
+    lock when the holder dies, so a killed build never blocks later ones."""
+    import fcntl
+    import sys
+
+    lock_dir = datasets_root() / ".locks"
+    lock_dir.mkdir(parents=True, exist_ok=True)
+    f = open(lock_dir / (dataset_id.replace("/", "__") + ".lock"), "w")
+    try:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            if not wait:
+                raise DatasetBusyError(f"dataset {dataset_id!r} is being built by another process; try again "
+                                       "when it finishes") from None
+            print(f"waiting for another build of {dataset_id} to finish ...", file=sys.stderr, flush=True)
+            fcntl.flock(f, fcntl.LOCK_EX)
+        yield
+    finally:
+        f.close()
+
+
+def clean_leftovers() -> list[Path]:
+    """Remove staging and trash folders left by killed builds (callers hold no lock on them: a live build's
+    staging folder is named with its pid, which is checked)."""
+    import shutil
+
+    root = datasets_root()
+    removed = []
+    for d in list(root.glob(".staging-*")) + list(root.glob(".trash-*")):
+        pid = d.name.split("-")[1] if d.name.count("-") >= 2 else ""
+        if pid.isdigit() and int(pid) != os.getpid() and _alive(int(pid)):
+            continue
+        shutil.rmtree(d, ignore_errors=True)
+        removed.append(d)
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+@contextlib.contextmanager
+def staged(dataset_id: str):
+    """Write a dataset into ``<root>/.staging-<pid>-<rand>/`` (Minari is pointed there), then swap it into
+    place with renames: the old dataset stays until the new one is complete, and a build killed at any
+    moment leaves either the old dataset or the new one at the id, plus a hidden leftover the next build
+    removes."""
+    import shutil
+    import tempfile
+
+    root = datasets_root()
+    root.mkdir(parents=True, exist_ok=True)
+    stage = Path(tempfile.mkdtemp(prefix=f".staging-{os.getpid()}-", dir=root))
+    previous = os.environ.get("MINARI_DATASETS_PATH")
+    os.environ["MINARI_DATASETS_PATH"] = str(stage)
+    try:
+        yield
+    except BaseException:
+        shutil.rmtree(stage, ignore_errors=True)
+        raise
+    finally:
+        if previous is None:
+            os.environ.pop("MINARI_DATASETS_PATH", None)
+        else:
+            os.environ["MINARI_DATASETS_PATH"] = previous
+    final = dataset_path(dataset_id)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    trash = Path(tempfile.mkdtemp(prefix=f".trash-{os.getpid()}-", dir=root))
+    if final.exists():
+        os.replace(final, trash / "old")
+    os.replace(stage / dataset_id, final)
+    shutil.rmtree(trash, ignore_errors=True)
+    shutil.rmtree(stage, ignore_errors=True)
 
 
 def load(dataset_id: str, hint: str | None = None):

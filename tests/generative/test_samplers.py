@@ -110,7 +110,8 @@ def test_exact_gaussian_propagation_matches_monte_carlo(name):
     prior = data.marginal(sde, sde.T)
     m, S = exact_gaussian_output(name, sde, sf, prior.means[0], prior.covs[0], 8)
     x0 = prior.sample(40_000, torch.Generator().manual_seed(1))
-    x = SAMPLERS[{"em": "euler_maruyama"}.get(name, name)](sf, sde, x0, 8, generator=torch.Generator().manual_seed(2), denoise="none").x
+    fn = SAMPLERS[{"em": "euler_maruyama"}.get(name, name)]
+    x = fn(sf, sde, x0, 8, generator=torch.Generator().manual_seed(2), denoise="none").x
     target = data.marginal(sde, sde.eps)
     err = gaussian_w2(m, S, target.means[0], target.covs[0])
     assert err > 0.1  # 8 steps are far from converged ...

@@ -200,3 +200,41 @@ def test_corrupt_data_is_refused_and_the_cache_never_serves_it(hopper_random):
     np.savez(cache, **arrays)
     _, rebuilt, _ = load_transitions(spec.dataset)
     np.testing.assert_array_equal(rebuilt["observations"], good["observations"])
+
+
+def test_killed_build_keeps_the_old_dataset_and_leaves_nothing_listed(hopper_random, monkeypatch):
+    """A build that dies while writing (here: an exception mid-write; a kill -9 leaves the same hidden
+    folder) keeps the old dataset readable, lists no half-built one, and the next build cleans up."""
+    spec, _ = hopper_random
+    did = spec.dataset.dataset_id
+    before = store.checksum(store.load(did))
+    real = store.write_dataset
+
+    def dies_mid_write(*args, **kwargs):
+        real(*args, **kwargs)  # the new dataset is fully written in the staging folder ...
+        raise KeyboardInterrupt  # ... and the process dies before the swap
+
+    monkeypatch.setattr(store, "write_dataset", dies_mid_write)
+    with pytest.raises(KeyboardInterrupt):
+        B.build(spec.dataset, steps=1000, n_envs=2, progress=False, references=(-20.0, 3000.0))
+    monkeypatch.setattr(store, "write_dataset", real)
+    assert store.checksum(store.load(did)) == before
+    assert store.local_dataset_ids().count(did) == 1
+    # a kill -9 leftover of a dead process: hidden, never listed, removed by the next build
+    ghost = store.datasets_root() / ".staging-999999999-x" / did / "data"
+    ghost.mkdir(parents=True)
+    (ghost / "metadata.json").write_text("{}")
+    assert store.local_dataset_ids().count(did) == 1
+    B.build(spec.dataset, steps=3000, n_envs=4, progress=False, references=(-20.0, 3000.0))
+    assert not list(store.datasets_root().glob(".staging-*")) and not list(store.datasets_root().glob(".trash-*"))
+    assert store.checksum(store.load(did)) == before  # same recipe, same data
+
+
+def test_concurrent_build_of_one_id_is_refused_or_waits(hopper_random):
+    spec, _ = hopper_random
+    with store.build_lock(spec.dataset.dataset_id):
+        with pytest.raises(store.DatasetBusyError, match="being built by another process"):
+            with store.build_lock(spec.dataset.dataset_id, wait=False):
+                pass
+    with store.build_lock(spec.dataset.dataset_id, wait=False):  # released: free again
+        pass
