@@ -404,21 +404,39 @@ def study(ctx: typer.Context):
 
 
 def _records(paths: list[Path]):
-    """(path, record) for every record.json given directly or found under a given directory."""
-    from .results import iter_records, load_record
+    """(path, raw JSON, record, error) for every record given directly or found under a given directory; a
+    file that cannot be read as a record comes back with its error instead of stopping the rest."""
+    from .errors import CorruptFileError
+    from .validate import read_raw
 
     for p in paths:
-        yield from (iter_records(p) if p.is_dir() else [(p, load_record(p))])
+        if p.is_dir():
+            files = sorted(f for f in p.rglob("*.json") if f.name == "record.json" or "runs" in f.parts)
+        elif p.exists():
+            files = [p]
+        else:
+            raise SuiteError(f"{p}: no such file or directory")
+        for f in files:
+            try:
+                raw, rec = read_raw(f)
+            except CorruptFileError as e:
+                yield f, None, None, str(e)
+                continue
+            if isinstance(raw, dict) and "method" in raw and "task" in raw:
+                yield f, raw, rec, None
+            elif not p.is_dir():
+                yield f, None, None, f"{f}: not a run record"
 
 
 @app.command("validate")
 def validate(paths: Annotated[list[Path], typer.Argument(help="record.json files or directories of them")]):
-    """Check run records for a leaderboard: status, provenance, task version and dataset checksum."""
+    """Check run records for a leaderboard: digest, scores recomputed from the curve, status, provenance,
+    task version and dataset checksum. Every file gets one line; exit 1 if any has a problem."""
     from .validate import problems
 
     bad = 0
-    for path, rec in _records(paths):
-        issues = problems(rec)
+    for path, raw, rec, error in _records(paths):
+        issues = [error] if error else problems(rec, raw)
         bad += bool(issues)
         typer.echo(f"{path}: " + ("ok" if not issues else "; ".join(issues)))
     if bad:
@@ -430,16 +448,18 @@ def submit(
     paths: Annotated[list[Path], typer.Argument(help="record.json files or directories of them")],
     to: Annotated[Path, typer.Option(help="leaderboard runs directory")] = Path("leaderboards/runs"),
     force: Annotated[bool, typer.Option(help="submit despite validation problems")] = False,
+    replace: Annotated[bool, typer.Option(help="overwrite an entry that is already on the leaderboard")] = False,
 ):
-    """Validate run records and copy them into the leaderboard's runs directory."""
+    """Validate run records and copy them into the leaderboard's runs directory (an existing entry is kept
+    unless --replace)."""
     from .validate import problems
     from .validate import submit as do_submit
 
-    for path, rec in _records(paths):
-        issues = problems(rec)
-        if issues and not force:
+    for path, raw, rec, error in _records(paths):
+        issues = [error] if error else problems(rec, raw)
+        if error or (issues and not force):
             raise SuiteError(f"{path} not submitted: " + "; ".join(issues))
-        typer.echo(f"submitted {path} -> {do_submit(path, to)}")
+        typer.echo(f"submitted {path} -> {do_submit(path, to, replace=replace)}")
 
 
 def _click_exceptions():

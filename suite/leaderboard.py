@@ -45,10 +45,23 @@ def tail_score(rec: RunRecord, k: int = TAIL_EVALS) -> float | None:
     return sum(scores) / len(scores) if scores else None
 
 
+def trusted(rec: RunRecord) -> bool:
+    """A record whose digest (when it has one) matches its content and whose scores match its curve; any
+    other is counted as excluded, never averaged."""
+    from dataclasses import asdict
+
+    from .results import content_digest
+    from .validate import score_problems
+
+    if rec.digest is not None and content_digest(asdict(rec)) != rec.digest:
+        return False
+    return not score_problems(rec)
+
+
 def table_rows(records: list[RunRecord], metric: str = "final_score") -> list[dict]:
     rows = []
     for (method, task), by_seed in sorted(latest_per_seed(records).items()):
-        ok = [r for r in by_seed.values() if r.status == "ok" and headline(r, metric) is not None]
+        ok = [r for r in by_seed.values() if r.status == "ok" and headline(r, metric) is not None and trusted(r)]
         other = len(by_seed) - len(ok)
         s = summarize([headline(r, metric) for r in ok])
         tails = [tail_score(r) for r in ok]

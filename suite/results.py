@@ -55,6 +55,7 @@ class RunRecord:
     error: str | None = None
     run_id: str = ""
     schema_version: int = SCHEMA_VERSION
+    digest: str | None = None  # sha256 of the record's canonical JSON without this field (see content_digest)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -84,8 +85,20 @@ def write_json_atomic(path: str | Path, obj: Any) -> Path:
     return path
 
 
+def content_digest(d: dict[str, Any]) -> str:
+    """sha256 of a record's canonical JSON (sorted keys, no whitespace), ``digest`` left out. It is not a
+    signature — anyone can recompute it — but an edit that forgets it is caught, and `validate` also
+    recomputes every score from the curve, so an edit must be consistent everywhere to pass."""
+    import hashlib
+
+    body = {k: v for k, v in d.items() if k != "digest"}
+    return hashlib.sha256(json.dumps(body, sort_keys=True, separators=(",", ":"), allow_nan=False).encode()).hexdigest()
+
+
 def save_record(record: RunRecord, path: str | Path) -> Path:
-    return write_json_atomic(path, record.to_dict())
+    d = record.to_dict()
+    record.digest = d["digest"] = content_digest(d)  # the object carries the digest it was written with
+    return write_json_atomic(path, d)
 
 
 def new_run_dir(out: str | Path, method: str, task_id: str, seed: int) -> Path:

@@ -57,3 +57,65 @@ def test_truncated_checkpoint_is_one_error_naming_the_file(tmp_path, victim):
     (d / victim).write_bytes(data[: len(data) // 2])
     with pytest.raises(CorruptFileError, match=victim.replace(".", r"\.")):
         load_checkpoint(d)
+
+
+def _ok_record(tmp_path, name="r"):
+    from suite.results import EvalPoint, RunRecord, save_record
+
+    refs = {"min_score": 0.0, "max_score": 10.0}
+    curve = [EvalPoint(100, [2.0, 4.0], 3.0, 30.0), EvalPoint(200, [5.0, 7.0], 6.0, 60.0)]
+    rec = RunRecord(method="bc", task="hopper-random-v0", seed=0, config={}, task_spec={"references": refs},
+                    status="ok", curve=curve, final_score=60.0, best_score=60.0, final_return=6.0, run_id=name,
+                    provenance={"git_revision": "x", "git_dirty": False, "packages": {}, "device": "cpu"})
+    path = tmp_path / name / "record.json"
+    save_record(rec, path)
+    return path
+
+
+def test_hand_edited_score_is_caught_by_validate_submit_and_table(tmp_path, capsys):
+    import json
+
+    from suite.cli import main
+    from suite.leaderboard import table_rows
+    from suite.results import content_digest, load_record
+    from suite.validate import problems, read_raw
+
+    path = _ok_record(tmp_path)
+    raw, rec = read_raw(path)
+    assert not [p for p in problems(rec, raw) if "spec" not in p and "checksum" not in p]  # a toy record
+    raw["final_score"] = 99.9  # the attack of the issue: a better number, digest left alone
+    path.write_text(json.dumps(raw))
+    raw, rec = read_raw(path)
+    found = problems(rec, raw)
+    assert any("does not match its digest" in p for p in found)
+    assert any("final_score 99.9 is not the last evaluation's 60.0" in p for p in found)
+    raw["digest"] = content_digest(raw)  # a careful attacker recomputes the digest: the curve still says 60
+    path.write_text(json.dumps(raw))
+    raw, rec = read_raw(path)
+    assert any("final_score 99.9" in p for p in problems(rec, raw))
+    assert main(["validate", str(path)]) == 1
+    assert main(["submit", str(path), "--to", str(tmp_path / "board")]) == 2
+    assert "not submitted" in capsys.readouterr().err
+    assert table_rows([load_record(path)])[0]["n"] == 0  # counted as excluded, never averaged
+
+
+def test_submit_never_silently_overwrites_and_bad_files_are_named(tmp_path, capsys):
+    from suite.validate import submit
+
+    path = _ok_record(tmp_path)
+    board = tmp_path / "board"
+    submit(path, board)
+    from suite.errors import SuiteError
+
+    with pytest.raises(SuiteError, match="already exists; pass --replace"):
+        submit(path, board)
+    submit(path, board, replace=True)
+    # one malformed record among good ones: named on its own line, the others still checked
+    from suite.cli import main
+
+    (tmp_path / "broken").mkdir()
+    (tmp_path / "broken" / "record.json").write_text('{"method": "bc", "task": ')
+    assert main(["validate", str(tmp_path)]) == 1
+    out = capsys.readouterr().out
+    assert "broken/record.json: " in out and "not a readable run record" in out
+    assert out.count("\n") == 2  # r and broken: one line each

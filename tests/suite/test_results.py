@@ -53,8 +53,10 @@ def test_table_shows_the_mean_of_the_last_evaluations():
         _record(seed=i, status="ok", curve=[EvalPoint(100 * j, [s], s, s) for j, s in enumerate(c)])
         for i, c in enumerate(curves)
     ]
-    for rec in recs:
+    for rec in recs:  # scores consistent with the curve (tables recompute them and exclude any that are not)
         rec.final_score = rec.curve[-1].normalized_score
+        rec.final_return = rec.curve[-1].mean_return
+        rec.best_score = max(p.normalized_score for p in rec.curve)
     assert [tail_score(r) for r in recs] == [30.0, 40.0]  # the 90 of the first run is 6 evaluations back
     assert tail_score(recs[0], k=100) == 240.0 / 7
     (row,) = table_rows(recs)
