@@ -5,6 +5,7 @@ User errors (unknown ids, missing datasets, bad config keys) print one line and 
 from __future__ import annotations
 
 import json
+import os
 import sys
 from enum import Enum
 from pathlib import Path
@@ -489,6 +490,17 @@ def main(argv: list[str] | None = None) -> int:
         return int(e.exit_code)
     except abort:
         typer.echo("aborted", err=True)
+        return 1
+    except OSError as e:  # a path that is a file, not writable, full disk ...: the message names the file
+        if os.environ.get("SUITE_DEBUG") == "1":
+            raise
+        typer.echo(f"error: {e}", err=True)
+        return 2
+    except Exception as e:  # a bug: one line here; SUITE_DEBUG=1 shows the traceback
+        if os.environ.get("SUITE_DEBUG") == "1":
+            raise
+        typer.echo(f"internal error: {type(e).__name__}: {e} (run again with SUITE_DEBUG=1 for the traceback, "
+                   "and please report it)", err=True)
         return 1
     return rv if isinstance(rv, int) else 0
 

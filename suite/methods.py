@@ -135,9 +135,32 @@ def resolve_config(method: MethodSpec, task_id: str, overrides: dict[str, str] |
             )
         values[key] = _parse_value(text, hints[key], key)
     try:
-        return cls(**values), set(values)
+        config = cls(**values)
     except (TypeError, ValueError) as e:
         raise ConfigError(f"invalid config for {method.name}: {e}") from e
+    check_ranges(method.name, config)
+    return config, set(values)
+
+
+# Fields whose meaning is a count or a rate: they must be positive. Every number must be finite.
+_POSITIVE = ("batch_size", "max_steps", "eval_every", "eval_episodes", "bc_steps", "n_critics", "cql_n_actions",
+             "policy_freq", "target_update_period", "lr", "nfe", "n_steps", "n_samples", "skp", "n_rounds",
+             "rtol", "atol", "eta", "train_steps", "sample_steps", "classifier_steps", "corrector_steps", "ch")
+
+
+def check_ranges(name: str, config) -> None:
+    """One ConfigError for the first out-of-range value: non-finite numbers anywhere, and counts, step sizes
+    and learning rates (names in _POSITIVE, or ending in ``_lr``) that are not positive."""
+    import math
+
+    for f in dataclasses.fields(config):
+        v = getattr(config, f.name)
+        if isinstance(v, bool) or not isinstance(v, (int, float)):
+            continue
+        if isinstance(v, float) and not math.isfinite(v):
+            raise ConfigError(f"{name}: {f.name} must be a finite number, got {v}")
+        if (f.name in _POSITIVE or f.name.endswith("_lr")) and v <= 0:
+            raise ConfigError(f"{name}: {f.name} must be positive, got {v}")
 
 
 def parse_overrides(items: list[str]) -> dict[str, str]:

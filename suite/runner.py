@@ -32,7 +32,7 @@ from . import methods as suite_methods
 from . import tasks as suite_tasks
 from .allocator import keep_freed_memory
 from .checkpoint import has_checkpoint, load_checkpoint, save_checkpoint
-from .errors import MissingDatasetError, SuiteError
+from .errors import ConfigError, MissingDatasetError, SuiteError
 from .results import EvalPoint, RunRecord, load_record, provenance, write_run_record
 
 
@@ -134,6 +134,20 @@ def _find_resumable(root: Path) -> Path | None:
     return None
 
 
+def _check_same_config(rec: RunRecord, config, run_dir: Path) -> None:
+    """--resume continues a run with the config it started with; a different one is refused (it would train
+    with the checkpoint's values while recording the new ones)."""
+    import json
+
+    now = json.loads(json.dumps(_config_dict(config)))
+    before = json.loads(json.dumps(rec.config))
+    diff = sorted(k for k in set(now) | set(before) if now.get(k) != before.get(k))
+    if diff:
+        shown = ", ".join(f"{k}: {before.get(k)!r} -> {now.get(k)!r}" for k in diff)
+        raise ConfigError(f"--resume of {run_dir} with a different config ({shown}); resume with the run's own "
+                          "settings, or start a new run without --resume")
+
+
 def prepare_task(method_name: str, task_id: str, opts: RunOptions):
     """Resolve ids, config and dataset; raises SuiteError subclasses for user errors."""
     spec = suite_tasks.get_task(task_id)
@@ -177,9 +191,9 @@ def run(method_name: str, task_id: str, opts: RunOptions | None = None) -> RunRe
                              device=check_device(opts.device))
     spec, method, config, explicit = prepare_task(method_name, task_id, opts)
     steps, eval_every, eval_episodes = _protocol(spec, config, explicit, opts)
-    device = torch.device(opts.device)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise SuiteError("--device cuda requested but CUDA is not available")
+    from .generation import check_device
+
+    device = torch.device(check_device(opts.device))
 
     root = run_dir_root(opts.out, method.name, spec.id, opts.seed)
     run_dir = _find_resumable(root) if opts.resume else None
@@ -187,6 +201,7 @@ def run(method_name: str, task_id: str, opts: RunOptions | None = None) -> RunRe
         rec = load_record(run_dir / "record.json")
         if rec.status != "running" or not has_checkpoint(run_dir / "checkpoint"):
             return rec  # finished (ok, diverged or failed): nothing to resume
+        _check_same_config(rec, config, run_dir)
     if run_dir is None:
         stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S-%f")
         run_dir = root.parent / f"{root.name}-{stamp}"

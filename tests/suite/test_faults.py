@@ -119,3 +119,42 @@ def test_submit_never_silently_overwrites_and_bad_files_are_named(tmp_path, caps
     out = capsys.readouterr().out
     assert "broken/record.json: " in out and "not a readable run record" in out
     assert out.count("\n") == 2  # r and broken: one line each
+
+
+def test_resume_with_a_different_config_is_refused(hopper_random_built, tmp_path):
+    from suite.errors import ConfigError
+    from suite.runner import RunOptions, run
+
+    fast = dict(steps=300, eval_every=100, eval_episodes=2, progress=False, tensorboard=False)
+    part = run("bc", "hopper-random", RunOptions(seed=3, out=tmp_path, stop_after=100, **fast))
+    assert part.status == "running"
+    with pytest.raises(ConfigError, match=r"different config \(actor_lr|different config \(lr"):
+        run("bc", "hopper-random", RunOptions(seed=3, out=tmp_path, resume=True, overrides={"lr": "0.5"}, **fast))
+    done = run("bc", "hopper-random", RunOptions(seed=3, out=tmp_path, resume=True, **fast))
+    assert done.status == "ok" and done.run_id == part.run_id
+
+
+@pytest.mark.parametrize("args, message", [
+    (["run", "bc", "hopper-random", "--set", "lr=inf"], "lr must be a finite number"),
+    (["run", "bc", "hopper-random", "--set", "batch_size=0"], "batch_size must be positive"),
+    (["run", "bc", "hopper-random", "--device", "tpu"], "device 'tpu'"),
+    (["run", "bc", "hopper-random", "--device", "cuda:7"], "cuda"),
+    (["run", "bc", "hopper-randm"], "hopper-random"),
+])
+def test_bad_input_is_one_line_and_exit_2(args, message, tmp_path, capsys, hopper_random_built):
+    from suite.cli import main
+
+    assert main([*args, "--out", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err and err.count("\n") == 1
+    assert not list(tmp_path.rglob("record.json"))
+
+
+def test_out_pointing_at_a_file_is_one_line(tmp_path, capsys):
+    from suite.cli import main
+
+    f = tmp_path / "afile"
+    f.write_text("x")
+    assert main(["run", "em", "gmm-2d", "--nfe", "2", "--set", "n_samples=8", "--out", str(f)]) == 2
+    err = capsys.readouterr().err
+    assert "afile" in err and "Traceback" not in err

@@ -70,7 +70,7 @@ def test_exact_dmcmc_beats_its_prior_draw_and_karras_alone_at_low_nfe(tmp_path):
 
 def test_cli_generation_options_are_checked(tmp_path, capsys):
     for args, msg in [
-        (["run", "em", "gmm-2d", "--nfe", "0"], "nfe must be at least 1"),
+        (["run", "em", "gmm-2d", "--nfe", "0"], "nfe must be positive"),
         (["run", "dmcmc", "gmm-2d", "--integrator", "rk9"], "unknown integrator 'rk9'"),
         (["run", "dmcmc", "gmm-2d", "--sde", "vp"], "VE grid"),
         (["run", "dmcmc", "gmm-2d", "--nfe", "5"], "no evaluations for the integrator"),
