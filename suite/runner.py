@@ -16,6 +16,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as _dt
 import math
+import os
 import random
 import sys
 import time
@@ -338,7 +339,8 @@ def run(method_name: str, task_id: str, opts: RunOptions | None = None) -> RunRe
         status, error = "running", "interrupted (resume with --resume)"
     except Exception as e:  # a bug or a runtime failure: recorded, never reported as a result
         status, error = "failed", "".join(traceback.format_exception_only(type(e), e)).strip()
-        traceback.print_exc()
+        if os.environ.get("SUITE_DEBUG") == "1":
+            traceback.print_exc()
     finally:
         bar.close()
         evaluator.close()
