@@ -128,6 +128,9 @@ def run(
     if rec.status in ("failed", "diverged"):
         typer.echo(f"run {rec.status}: {rec.error}", err=True)
         raise typer.Exit(1)
+    if rec.status == "running" and rec.error and rec.error.startswith("interrupted"):
+        typer.echo(f"{rec.error}: python -m suite run {method} {task} --seed {seed} --resume", err=True)
+        raise typer.Exit(143 if "SIGTERM" in rec.error else 130)
 
 
 @app.command("sweep")

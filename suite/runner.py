@@ -135,6 +135,36 @@ def _find_resumable(root: Path) -> Path | None:
     return None
 
 
+class _StopSignals:
+    """SIGINT/SIGTERM during training set a flag that the loop reads between updates (so the checkpoint is
+    taken at a consistent state); a second SIGINT raises KeyboardInterrupt at once. Only in the main thread."""
+
+    def __init__(self):
+        import signal
+        import threading
+
+        self.signal: str | None = None
+        self._old = {}
+        if threading.current_thread() is not threading.main_thread():
+            return
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            self._old[sig] = signal.signal(sig, self._handle)
+
+    def _handle(self, signum, frame):
+        import signal
+
+        if self.signal is not None and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        self.signal = signal.Signals(signum).name
+
+    def restore(self) -> None:
+        import signal
+
+        for sig, old in self._old.items():
+            signal.signal(sig, old)
+        self._old = {}
+
+
 def _check_same_config(rec: RunRecord, config, run_dir: Path) -> None:
     """--resume continues a run with the config it started with; a different one is refused (it would train
     with the checkpoint's values while recording the new ones)."""
@@ -288,6 +318,26 @@ def run(method_name: str, task_id: str, opts: RunOptions | None = None) -> RunRe
     step = start
     status, error = "ok", None
     last_metrics: dict[str, torch.Tensor] = {}
+
+    def checkpoint(at: int) -> None:
+        now = elapsed + time.perf_counter() - t0
+        save_checkpoint(
+            run_dir / "checkpoint",
+            {
+                "agent": agent.state_dict(),
+                "generator": gen.get_state(),
+                "rng": _rng_state(),
+                "step": at,
+                "elapsed": now,
+                "curve": [dataclasses.asdict(p) for p in record.curve],
+            },
+        )
+        record.steps, record.wall_time_s = at, now
+        record.status = "running"
+        _finish_scores(record)
+        write_run_record(record, run_dir)
+
+    stop = _StopSignals()
     try:
         while step < steps:
             batch = buffer.sample(config.batch_size, gen)
@@ -316,32 +366,23 @@ def run(method_name: str, task_id: str, opts: RunOptions | None = None) -> RunRe
                         writer.add_scalar("eval/normalized_score", score, step)
                     writer.flush()
                 bar.set_postfix(score=f"{score:.1f}" if score is not None else f"{mean:.1f}", refresh=False)
-                now = elapsed + time.perf_counter() - t0
-                save_checkpoint(
-                    run_dir / "checkpoint",
-                    {
-                        "agent": agent.state_dict(),
-                        "generator": gen.get_state(),
-                        "rng": _rng_state(),
-                        "step": step,
-                        "elapsed": now,
-                        "curve": [dataclasses.asdict(p) for p in record.curve],
-                    },
-                )
-                record.steps, record.wall_time_s = step, now
-                record.status = "running"
-                _finish_scores(record)
-                write_run_record(record, run_dir)
+                checkpoint(step)
+            if stop.signal is not None:  # SIGINT/SIGTERM: between updates, so the state is consistent
+                checkpoint(step)
+                status, error = "running", f"interrupted by {stop.signal} at update {step} (resume with --resume)"
+                break
             if opts.stop_after is not None and step - start >= opts.stop_after:
+                checkpoint(step)
                 status = "running"
                 break
-    except KeyboardInterrupt:
-        status, error = "running", "interrupted (resume with --resume)"
+    except KeyboardInterrupt:  # a second Ctrl-C: stop at once, the last checkpoint stays
+        status, error = "running", "interrupted (resume with --resume from the last checkpoint)"
     except Exception as e:  # a bug or a runtime failure: recorded, never reported as a result
         status, error = "failed", "".join(traceback.format_exception_only(type(e), e)).strip()
         if os.environ.get("SUITE_DEBUG") == "1":
             traceback.print_exc()
     finally:
+        stop.restore()
         bar.close()
         evaluator.close()
         if writer is not None:
