@@ -28,7 +28,15 @@ from .datasets import ImageDataset, default_train_split, load_image_dataset
 from .metrics import extract_features, frechet_distance, kid, save_image_grid
 from .models import LeNetClassifier, NoiseLevelClassifier, train_classifier, train_noise_classifier
 from .samplers import ScoreModel, call_sampler, get_sampler
-from .training import DSMConfig, ScoreTrainer, build_score_model, build_sde, load_score_model
+from .training import (
+    DSMConfig,
+    ScoreTrainer,
+    build_score_model,
+    build_sde,
+    check_digest,
+    file_sha256,
+    load_score_model,
+)
 
 __all__ = [
     "ScoreSDEConfig",
@@ -216,6 +224,9 @@ def noise_classifier(dataset_name: str, sigmas: torch.Tensor, out_dir: str | os.
     key = hashlib.sha256(json.dumps(recipe, sort_keys=True).encode()).hexdigest()[:12]
     path = Path(out_dir) / f"noise-classifier-{dataset_name}-{key}.safetensors"
     if path.exists():
+        side = path.with_suffix(".json")
+        want = json.loads(side.read_text()).get("sha256") if side.exists() else None
+        check_digest(path, want, "delete it to train it again")
         model = NoiseLevelClassifier(ds.x.shape[1], len(sigmas))
         model.load_state_dict(load_file(str(path)))
         return model.to(device).eval()
@@ -225,6 +236,7 @@ def noise_classifier(dataset_name: str, sigmas: torch.Tensor, out_dir: str | os.
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
     save_file({k: v.contiguous().cpu() for k, v in model.state_dict().items()}, str(tmp))
+    recipe["sha256"] = file_sha256(tmp)
     os.replace(tmp, path)
     recipe["train_wall_time_s"] = time.perf_counter() - t0
     path.with_suffix(".json").write_text(json.dumps(recipe, indent=2, sort_keys=True))
@@ -243,6 +255,9 @@ def feature_classifier(dataset_name: str, out_dir: str | os.PathLike, *, epochs:
     ds = data if data is not None else load_image_dataset(dataset_name, default_train_split(dataset_name))
     n_classes = int(ds.y.max()) + 1
     if path.exists():
+        side = path.with_suffix(".json")
+        want = json.loads(side.read_text()).get("sha256") if side.exists() else None
+        check_digest(path, want, "delete it to train it again")
         model = LeNetClassifier(ds.x.shape[1], n_classes)
         model.load_state_dict(load_file(str(path)))
         return model.to(device).eval()
@@ -257,7 +272,10 @@ def feature_classifier(dataset_name: str, out_dir: str | os.PathLike, *, epochs:
                               for i in range(0, len(test), 1000)])
         meta["test_accuracy"] = float((pred == test.y).float().mean())
     out_dir.mkdir(parents=True, exist_ok=True)
-    save_file({k: v.contiguous().cpu() for k, v in model.state_dict().items()}, str(path))
+    tmp = path.with_name(path.name + ".tmp")
+    save_file({k: v.contiguous().cpu() for k, v in model.state_dict().items()}, str(tmp))
+    meta["sha256"] = file_sha256(tmp)
+    os.replace(tmp, path)
     path.with_suffix(".json").write_text(json.dumps(meta, indent=2, sort_keys=True))
     return model
 

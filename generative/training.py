@@ -125,6 +125,26 @@ class EMA:
             p.copy_(self.shadow[k])
 
 
+def file_sha256(path: str | os.PathLike) -> str:
+    import hashlib
+
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+class CorruptModelError(ValueError):
+    """A model file whose bytes do not match the digest in its sidecar, or that cannot be read."""
+
+
+def check_digest(path: str | os.PathLike, want: str | None, repair: str) -> None:
+    """Raise CorruptModelError naming ``path`` if its sha256 is not ``want`` (no check when ``want`` is None)."""
+    if want is not None and file_sha256(path) != want:
+        raise CorruptModelError(f"{path} does not match the sha256 recorded beside it; {repair}")
+
+
 def sidecar_path(checkpoint: str | os.PathLike) -> Path:
     """The JSON sidecar of a ``.safetensors`` checkpoint."""
     return Path(checkpoint).with_suffix(".json")
@@ -246,6 +266,7 @@ class ScoreTrainer:
         meta = {"step": self.step, "seed": self.seed, "training": asdict(self.config), **(extra or {})}
         tmp = path.with_name(path.name + ".tmp")
         save_file(self.state_tensors(), str(tmp), metadata={"format": "pt", "sidecar": sidecar_path(path).name})
+        meta["sha256"] = file_sha256(tmp)  # checked on load: a damaged or swapped file is named, never used
         os.replace(tmp, path)
         side = sidecar_path(path)
         tmp_side = side.with_name(side.name + ".tmp")
@@ -278,7 +299,11 @@ def load_score_model(checkpoint: str | os.PathLike, *, ema: bool = True, device:
         raise ValueError(f"{sidecar_path(checkpoint)} lacks the 'model'/'sde' specs needed to rebuild the model")
     sde = build_sde(meta["sde"]["name"], **meta["sde"].get("kwargs", {}))
     model = build_score_model(meta["model"], sde)
-    tensors = load_file(str(checkpoint), device="cpu")
+    check_digest(checkpoint, meta.get("sha256"), "delete it (and its .json) to train it again")
+    try:
+        tensors = load_file(str(checkpoint), device="cpu")
+    except Exception as e:  # safetensors raises its own error types for truncated headers
+        raise CorruptModelError(f"{checkpoint} cannot be read ({e}); delete it to train it again") from None
     model.load_state_dict({k[len("model/"):]: v for k, v in tensors.items() if k.startswith("model/")})
     if ema:
         with torch.no_grad():

@@ -37,15 +37,20 @@ def ls(
     from . import methods, tasks
     from .data import missing
 
+    def show(title: str, rows: list[tuple[str, ...]]) -> None:  # columns as wide as their longest entry
+        typer.echo(f"{title}:")
+        widths = [max((len(r[i]) for r in rows), default=0) for i in range(len(rows[0]) - 1)] if rows else []
+        for r in rows:
+            typer.echo("  " + " ".join(c.ljust(w) for c, w in zip(r[:-1], widths, strict=True)) + " " + r[-1])
+
     if what in (What.tasks, What.all):
-        typer.echo("tasks:")
+        rows = []
         for spec in tasks.list_tasks(kind):
             have = "" if spec.dataset is None else ("  [data: missing]" if missing(spec.dataset) else "  [data: built]")
-            typer.echo(f"  {spec.id:<34} {spec.kind:<12} {spec.description}{have}")
+            rows.append((spec.id, spec.kind, spec.description + have))
+        show("tasks", rows)
     if what in (What.methods, What.all):
-        typer.echo("methods:")
-        for name, m in methods.registry.items():
-            typer.echo(f"  {name:<18} {','.join(m.task_kinds):<22} {m.description}")
+        show("methods", [(name, ",".join(m.task_kinds), m.description) for name, m in methods.registry.items()])
 
 
 @app.command("run")
@@ -69,7 +74,8 @@ def run(
     sampler: Annotated[str | None, typer.Option(help="score-sde: sampler after training (= --set sampler=)")] = None,
     integrator: Annotated[str | None, typer.Option(help="dmcmc: integrator (= --set integrator=)")] = None,
     skp: Annotated[int | None, typer.Option(help="dmcmc: chain steps per output sample (= --set skp=)")] = None,
-    threads: Annotated[int | None, typer.Option(help="torch intra-op threads (default: torch's, one per core)")] = None,
+    threads: Annotated[int, typer.Option(help="torch intra-op threads. Default 1, never the slow choice on a "
+                                              "busy machine (README, 'Speed on CPU'; `suite bench threads`)")] = 1,
 ):
     """Train METHOD on TASK, evaluating periodically (or sample, for generative methods); writes a run
     record (JSON) under --out."""
@@ -77,12 +83,11 @@ def run(
     from .runner import RunOptions, prepare_task
     from .runner import run as do_run
 
-    if threads is not None:
-        if threads < 1:
-            raise typer.BadParameter("--threads must be at least 1")
-        import torch
+    if threads < 1:
+        raise SuiteError("--threads must be at least 1")
+    import torch
 
-        torch.set_num_threads(threads)
+    torch.set_num_threads(threads)
     overrides = parse_overrides(set_ or [])
     for key, value in (("nfe", nfe), ("rtol", rtol), ("sde", sde), ("sampler", sampler),
                        ("integrator", integrator), ("skp", skp)):
@@ -103,11 +108,10 @@ def run(
     )
     if get_method(method).kind == "generative":
         rec = do_run(method, task, opts)
-        shown = {k: round(v, 6) for k, v in rec.metrics.items()}
-        typer.echo(
-            f"{rec.status}: {rec.method} on {rec.task} seed {rec.seed}: {shown}; record: "
-            f"{Path(out) / rec.method / rec.task / rec.run_id / 'record.json'}"
-        )
+        typer.echo(_generative_summary(rec, Path(out) / rec.method / rec.task / rec.run_id / "record.json"))
+        if rec.status != "ok":
+            typer.echo(f"run {rec.status}: {rec.error}", err=True)
+            raise typer.Exit(1)
         return
     try:
         prepare_task(method, task, opts)
@@ -131,6 +135,32 @@ def run(
     if rec.status == "running" and rec.error and rec.error.startswith("interrupted"):
         typer.echo(f"{rec.error}: python -m suite run {method} {task} --seed {seed} --resume", err=True)
         raise typer.Exit(143 if "SIGTERM" in rec.error else 130)
+
+
+_METRIC_WORDS = {"mmd2": "exact MMD² to the target", "fd_lenet": "Fréchet distance on LeNet features",
+                 "kid": "KID on LeNet features"}
+
+
+def _generative_summary(rec, path: Path) -> str:
+    """One human line: headline metric with its name, NFE as an integer (and its parts), samples, wall time."""
+    m = rec.metrics
+    name = rec.task_spec.get("extra", {}).get("metric", "")
+    parts = [f"{rec.status}: {rec.method} on {rec.task} seed {rec.seed}"]
+    if name in m:
+        parts.append(f"{name} = {m[name]:.4g} ({_METRIC_WORDS.get(name, name)}, lower is better)")
+    for extra in ("weight_error", "mode_w2", "kid"):
+        if extra in m and extra != name:
+            parts.append(f"{extra} {m[extra]:.3g}")
+    if "nfe" in m:
+        nfe = f"NFE {int(m['nfe'])} per sample"
+        if "integrator_nfe" in m:
+            nfe += (f" (chain {int(m['classifier_calls_per_sample'])} + integrator {int(m['integrator_nfe'])} + 1; "
+                    f"classifier {int(m['classifier_calls_per_sample'])}/sample, burn-in "
+                    f"{int(m['burn_in_nfe_per_chain'])} NFE/chain, not counted)")
+        parts.append(nfe)
+    if "n_samples" in m:
+        parts.append(f"{int(m['n_samples'])} samples in {m.get('sample_wall_time_s', 0):.1f} s")
+    return "; ".join(parts) + f"\nrecord: {path}"
 
 
 @app.command("sweep")
@@ -343,7 +373,7 @@ def table(
 
 @app.command("bench")
 def bench(
-    what: Annotated[str, typer.Argument(help="solvers, agents, data or all")] = "all",
+    what: Annotated[str, typer.Argument(help="solvers, agents, data, threads or all")] = "all",
     quick: Annotated[bool, typer.Option(help="fewer repeats")] = False,
 ):
     """Speed benchmarks (one JSON line per case)."""
@@ -353,6 +383,7 @@ def bench(
         "solvers": ["suite.bench.solvers"],
         "agents": ["suite.bench.agents_odice", "suite.bench.agents_baselines"],
         "data": ["suite.bench.data"],
+        "threads": ["suite.bench.threads"],
     }
     if what != "all" and what not in groups:
         raise SuiteError(f"unknown benchmark {what!r}; choose from {', '.join(groups)} or all")
@@ -480,6 +511,9 @@ def _click_exceptions():
 
 
 def main(argv: list[str] | None = None) -> int:
+    # Idle OpenMP threads sleep instead of spinning in barriers (libgomp reads this when torch loads, which
+    # happens after this point): on a busy machine spinning threads starve the worker that holds the data.
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     click_error, abort, exits = _click_exceptions()
     try:
         rv = app(args=argv, standalone_mode=False, prog_name="suite")

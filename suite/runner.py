@@ -312,6 +312,8 @@ def run(method_name: str, task_id: str, opts: RunOptions | None = None) -> RunRe
         disable=not opts.progress,
         dynamic_ncols=True,
         smoothing=0.05,
+        mininterval=1.0,  # redraw by time (at least once a second), whatever the update rate
+        miniters=1,
     )
     finite = torch.ones((), dtype=torch.bool, device=device)
     t0 = time.perf_counter()
@@ -345,6 +347,7 @@ def run(method_name: str, task_id: str, opts: RunOptions | None = None) -> RunRe
             if last_metrics:
                 finite &= torch.isfinite(torch.stack([v.float() for v in last_metrics.values()])).all()
             step += 1
+            bar.update(1)
             at_eval = step % eval_every == 0 or step == steps
             if step % opts.log_every == 0 or at_eval:
                 if not bool(finite):
@@ -353,7 +356,6 @@ def run(method_name: str, task_id: str, opts: RunOptions | None = None) -> RunRe
                 if writer is not None:
                     for k, v in last_metrics.items():
                         writer.add_scalar(f"train/{k}", float(v), step)
-                bar.update(step - bar.n)
             if at_eval:
                 returns = evaluator(agent.act, device)
                 mean = float(np.mean(returns))
@@ -365,7 +367,8 @@ def run(method_name: str, task_id: str, opts: RunOptions | None = None) -> RunRe
                     if score is not None:
                         writer.add_scalar("eval/normalized_score", score, step)
                     writer.flush()
-                bar.set_postfix(score=f"{score:.1f}" if score is not None else f"{mean:.1f}", refresh=False)
+                shown = f"{score:.1f}" if score is not None else f"return {mean:.1f}"
+                bar.set_postfix_str(f"eval {shown} at {step} ({time.strftime('%H:%M:%S')})", refresh=True)
                 checkpoint(step)
             if stop.signal is not None:  # SIGINT/SIGTERM: between updates, so the state is consistent
                 checkpoint(step)

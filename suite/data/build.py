@@ -54,7 +54,27 @@ def policy_files(env_id: str, name: str) -> list[Path]:
             f"behaviour policy {env_id}/{name} is not shipped in {POLICY_DIR}; train it with "
             f"`python -m suite behaviour train {env_id}` and `select` (see README, 'Behaviour policies')"
         )
+    for f in files:
+        _check_manifest_digest(f)
     return files
+
+
+def _check_manifest_digest(f: Path) -> None:
+    """A policy file must have the sha256 its manifest (``<file>.json``) records; else one error naming it."""
+    import json
+
+    from ..errors import CorruptFileError
+
+    manifest = f.with_suffix(".json")
+    if not manifest.exists():
+        return
+    try:
+        want = json.loads(manifest.read_text()).get("sha256")
+    except ValueError:
+        raise CorruptFileError(f"{manifest}: not valid JSON; restore it with `git checkout -- {manifest}`") from None
+    if want and store.sha256_file(f) != want:
+        raise CorruptFileError(f"{f} does not match the sha256 in {manifest.name}; restore it with "
+                               f"`git checkout -- {f}` (or retrain and `select` it)")
 
 
 class _Actor:

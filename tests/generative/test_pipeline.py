@@ -105,3 +105,15 @@ def test_digits_model_beats_noise_and_fitted_gaussian(tmp_path):
     assert r["fd-lenet"] < 0.2 * base["noise"]["fd-lenet"], (r, base)
     assert r["fd-lenet"] < 0.75 * base["fitted_gaussian"]["fd-lenet"], (r, base)
     assert r["kid"] < base["fitted_gaussian"]["kid"], (r, base)
+
+
+def test_damaged_cached_model_is_named_and_never_used(tmp_path, small_digits):
+    from generative.training import CorruptModelError, load_score_model
+
+    ck = train_score_model("digits-8x8", "vesde", TINY, seed=0, out_dir=tmp_path, data=small_digits)
+    load_score_model(ck)
+    data = bytearray(ck.read_bytes())
+    data[-5] ^= 0xFF  # one flipped byte inside the weights
+    ck.write_bytes(bytes(data))
+    with pytest.raises(CorruptModelError, match=ck.name):
+        load_score_model(ck)

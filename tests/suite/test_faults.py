@@ -158,3 +158,19 @@ def test_out_pointing_at_a_file_is_one_line(tmp_path, capsys):
     assert main(["run", "em", "gmm-2d", "--nfe", "2", "--set", "n_samples=8", "--out", str(f)]) == 2
     err = capsys.readouterr().err
     assert "afile" in err and "Traceback" not in err
+
+
+def test_tampered_behaviour_policy_is_refused_by_name(tmp_path, monkeypatch):
+    import shutil
+
+    from suite.data import build as B
+
+    shutil.copytree(B.POLICY_DIR / "Hopper-v5", tmp_path / "Hopper-v5")
+    monkeypatch.setattr(B, "POLICY_DIR", tmp_path)
+    B.policy_files("Hopper-v5", "medium")  # intact: accepted
+    f = tmp_path / "Hopper-v5" / "medium.safetensors"
+    data = bytearray(f.read_bytes())
+    data[-3] ^= 0x01
+    f.write_bytes(bytes(data))
+    with pytest.raises(CorruptFileError, match=r"medium\.safetensors does not match the sha256"):
+        B.policy_files("Hopper-v5", "medium")

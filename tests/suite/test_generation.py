@@ -74,7 +74,7 @@ def test_cli_generation_options_are_checked(tmp_path, capsys):
         (["run", "dmcmc", "gmm-2d", "--integrator", "rk9"], "unknown integrator 'rk9'"),
         (["run", "dmcmc", "gmm-2d", "--sde", "vp"], "VE grid"),
         (["run", "dmcmc", "gmm-2d", "--nfe", "5"], "no evaluations for the integrator"),
-        (["run", "ode", "gmm-2d", "--set", "rtol=-1"], "rtol must be a finite positive number"),
+        (["run", "ode", "gmm-2d", "--set", "rtol=-1"], "rtol must be positive"),
         (["run", "em", "gmm-2d", "--device", "tpu"], "device 'tpu'"),
         (["run", "karras-huen", "gmm-2d"], "karras-heun"),
     ]:
