@@ -277,17 +277,17 @@ def weight_error(x: Tensor, mixture: GaussianMixture) -> float:
     return float(0.5 * (r - mixture.weights).abs().sum())
 
 
-def mode_w2(x: Tensor, mixture: GaussianMixture) -> float:
+def mode_w2(x: Tensor, mixture: GaussianMixture) -> float | None:
     """Weighted mean over components of W2 between the responsibility-weighted Gaussian fitted to the samples
-    and the exact component N(m_k, Σ_k): measures the shape of each mode (spread, offset)."""
+    and the exact component N(m_k, Σ_k): measures the shape of each mode (spread, offset). None when a
+    component holds fewer than 2·D samples' worth of responsibility (its covariance cannot be fitted)."""
     flat = x.reshape(x.shape[0], -1).to(torch.float64)
     r = mixture.responsibilities(flat)  # (B, K)
     total = 0.0
     for k in range(mixture.n_components):
         w = r[:, k]
         if float(w.sum()) < 2 * mixture.dim:
-            total += float(mixture.weights[k]) * float("inf")
-            continue
+            return None
         w = w / w.sum()
         m = w @ flat
         d = flat - m

@@ -81,3 +81,25 @@ def test_cli_generation_options_are_checked(tmp_path, capsys):
         assert main([*args, "--out", str(tmp_path)]) == 2, args
         assert msg in capsys.readouterr().err, args
     assert not list(tmp_path.rglob("record.json"))  # refused at the door: nothing half-run
+
+
+def test_long_generative_job_prints_its_cost(tmp_path, capsys):
+    assert main(["run", "em", "gmm-2d", "--nfe", "6000", "--set", "n_samples=2", "--out", str(tmp_path)]) == 0
+    err = capsys.readouterr().err
+    assert "6000 score evaluations per sample x 2 samples" in err
+
+
+def test_dmcmc_study_writes_rows_as_they_land_and_resumes(tmp_path):
+    import json
+
+    from suite.study_dmcmc import run_study
+
+    out = tmp_path / "study"
+    res = run_study(out, tasks=["gmm-2d"], nfes=[10], integrators=["em"], seeds=[0], log=lambda _: None)
+    rows = res["rows"]
+    assert [(r["variant"], r["nfe"]) for r in rows] == [("dmcmc", 10.0), ("alone", 10.0)]
+    assert (out / "dmcmc_study.png").stat().st_size > 0
+    assert json.loads((out / "dmcmc_study.json").read_text())["summary"][0]["n_seeds"] == 1
+    again = run_study(out, tasks=["gmm-2d"], nfes=[10], integrators=["em"], seeds=[0], resume=True,
+                      log=lambda _: None)
+    assert again["rows"] == rows  # nothing rerun
