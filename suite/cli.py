@@ -59,8 +59,10 @@ def run(
     task: Annotated[str, typer.Argument(help="task id, e.g. hopper-medium (newest version) or hopper-medium-v0")],
     seed: Annotated[int, typer.Option(help="seeds everything")] = 0,
     steps: Annotated[int | None, typer.Option(help="training updates (default: the task's protocol)")] = None,
-    eval_every: Annotated[int | None, typer.Option("--eval-every", help="evaluate every K updates")] = None,
-    eval_episodes: Annotated[int | None, typer.Option("--eval-episodes", help="episodes per evaluation")] = None,
+    eval_every: Annotated[int | None, typer.Option(
+        "--eval-every", help="evaluate every K updates (default: the task's protocol, 5000 on MuJoCo tasks)")] = None,
+    eval_episodes: Annotated[int | None, typer.Option("--eval-episodes", help="episodes per evaluation (default: the "
+                                                      "task's protocol, 10 on MuJoCo tasks)")] = None,
     device: Annotated[str, typer.Option(help="cpu or cuda")] = "cpu",
     out: Annotated[Path, typer.Option(envvar="SUITE_RUNS", help="runs directory")] = Path("runs"),
     set_: Annotated[list[str] | None, typer.Option("--set", help="config override key=value (repeatable)")] = None,
