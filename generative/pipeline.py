@@ -368,7 +368,8 @@ def sample_and_evaluate(
 
 
 def reference_baselines(dataset_name: str, out_dir: str | os.PathLike, n_samples: int = 1000, seed: int = 0,
-                        *, classifier_epochs: int = 20, device: str = "cpu", data: ImageDataset | None = None
+                        *, classifier_epochs: int = 20, device: str = "cpu", data: ImageDataset | None = None,
+                        feature_dir: str | os.PathLike | None = None
                         ) -> dict[str, dict[str, float]]:
     """Metrics of two trivial generators, as floors for a trained model: ``"noise"`` (N(0, I) pixels,
     clipped to [-1, 1]) and ``"fitted_gaussian"`` (N(mean, covariance) of the training pixels, clipped)."""
@@ -384,6 +385,6 @@ def reference_baselines(dataset_name: str, out_dir: str | os.PathLike, n_samples
     fitted = fitted.float().reshape(shape)
     save_image_grid(fitted[:100].clamp(-1, 1), Path(out_dir) / f"{dataset_name}-fitted-gaussian.png", nrow=10,
                     scale=4 if ds.shape[-1] <= 16 else 2)
-    return {name: evaluate_images(x, dataset_name, out_dir, device=device, data=data, seed=seed,
+    return {name: evaluate_images(x, dataset_name, feature_dir or out_dir, device=device, data=data, seed=seed,
                                   classifier_epochs=classifier_epochs)
             for name, x in (("noise", noise), ("fitted_gaussian", fitted))}

@@ -513,9 +513,6 @@ def _click_exceptions():
 
 
 def main(argv: list[str] | None = None) -> int:
-    # Idle OpenMP threads sleep instead of spinning in barriers (libgomp reads this when torch loads, which
-    # happens after this point): on a busy machine spinning threads starve the worker that holds the data.
-    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     click_error, abort, exits = _click_exceptions()
     try:
         rv = app(args=argv, standalone_mode=False, prog_name="suite")

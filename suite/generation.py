@@ -455,7 +455,8 @@ def run_score_sde(method: str, spec, cfg: ScoreSDERunConfig, seed: int, out: str
                "train_wall_time_s": train_wall, "n_samples": float(n),
                "nonfinite_fraction": float(res["nonfinite_fraction"])}
     if cfg.baselines:
-        for name, vals in P.reference_baselines(dataset, run_dir, n, seed).items():
+        for name, vals in P.reference_baselines(dataset, run_dir, n, seed,
+                                                feature_dir=cache_dir(out) / "features").items():
             metrics[f"{name}_fd_lenet"] = float(vals["fd-lenet"])
             metrics[f"{name}_kid"] = float(vals["kid"])
     if metrics["nonfinite_fraction"] > 0:
