@@ -90,7 +90,8 @@ def save_checkpoint(directory: str | Path, state: dict[str, Any]) -> Path:
             tensors[k] = t.clone()
         seen.add(tensors[k].data_ptr())
     save_file(tensors, str(tmp / "tensors.safetensors"))
-    (tmp / "state.json").write_text(json.dumps(skeleton))
+    (tmp / "state.json").write_text(json.dumps({"tensors_sha256": _sha256(tmp / "tensors.safetensors"),
+                                                "state": skeleton}))
     for f in tmp.iterdir():
         with open(f, "rb") as fh:
             os.fsync(fh.fileno())
@@ -103,6 +104,16 @@ def save_checkpoint(directory: str | Path, state: dict[str, Any]) -> Path:
     if old.exists():
         shutil.rmtree(old)
     return directory
+
+
+def _sha256(path: Path) -> str | None:
+    import hashlib
+
+    try:
+        with open(path, "rb") as f:
+            return hashlib.sha256(f.read()).hexdigest()
+    except OSError:
+        return None
 
 
 def _state_dir(directory: Path) -> Path:
@@ -121,14 +132,23 @@ def load_checkpoint(directory: str | Path, device: str | torch.device = "cpu") -
                                "suite; it is not loaded (unpickling can run code). Start the run again without "
                                "--resume")
     try:
+        doc = json.loads(state.read_text())
+    except (OSError, ValueError) as e:
+        raise CorruptFileError(f"checkpoint {state} is damaged ({type(e).__name__}: {e}); start the run again "
+                               "without --resume") from None
+    if not isinstance(doc, dict) or "state" not in doc:
+        raise CorruptFileError(f"checkpoint {state} is not a suite checkpoint; start the run again without --resume")
+    if doc.get("tensors_sha256") != _sha256(directory / "tensors.safetensors"):
+        raise CorruptFileError(f"checkpoint {directory / 'tensors.safetensors'} does not match the sha256 in "
+                               f"{state.name}; start the run again without --resume")
+    try:
         tensors = load_file(str(directory / "tensors.safetensors"), device=str(device))
     except (SafetensorError, OSError, ValueError) as e:
         raise CorruptFileError(f"checkpoint {directory / 'tensors.safetensors'} cannot be read ({e}); start "
                                "the run again without --resume") from None
     try:
-        skeleton = json.loads(state.read_text())
-        return _join(skeleton, tensors)
-    except (OSError, ValueError, KeyError, TypeError) as e:
+        return _join(doc["state"], tensors)
+    except (ValueError, KeyError, TypeError) as e:
         raise CorruptFileError(f"checkpoint {state} is damaged ({type(e).__name__}: {e}); start the run again "
                                "without --resume") from None
 

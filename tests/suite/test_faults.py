@@ -174,3 +174,12 @@ def test_tampered_behaviour_policy_is_refused_by_name(tmp_path, monkeypatch):
     f.write_bytes(bytes(data))
     with pytest.raises(CorruptFileError, match=r"medium\.safetensors does not match the sha256"):
         B.policy_files("Hopper-v5", "medium")
+
+
+def test_checkpoint_tensors_are_checked_against_their_digest(tmp_path):
+    from safetensors.torch import save_file
+
+    d = _good(tmp_path)
+    save_file({"w": torch.full((2,), 7.0)}, str(d / "tensors.safetensors"))  # a valid file, swapped in
+    with pytest.raises(CorruptFileError, match="does not match the sha256"):
+        load_checkpoint(d)
