@@ -107,13 +107,9 @@ def save_checkpoint(directory: str | Path, state: dict[str, Any]) -> Path:
 
 
 def _sha256(path: Path) -> str | None:
-    import hashlib
+    from .data.store import sha256_file
 
-    try:
-        with open(path, "rb") as f:
-            return hashlib.sha256(f.read()).hexdigest()
-    except OSError:
-        return None
+    return sha256_file(path) if path.exists() else None
 
 
 def _state_dir(directory: Path) -> Path:

@@ -443,26 +443,31 @@ def study(ctx: typer.Context):
 def _records(paths: list[Path]):
     """(path, raw JSON, record, error) for every record given directly or found under a given directory; a
     file that cannot be read as a record comes back with its error instead of stopping the rest."""
-    from .errors import CorruptFileError
-    from .validate import read_raw
+    from .results import RunRecord
 
     for p in paths:
-        if p.is_dir():
-            files = sorted(f for f in p.rglob("*.json") if f.name == "record.json" or "runs" in f.parts)
+        if p.is_dir():  # every JSON file: records are kept, other JSON (sidecars, manifests) skipped
+            files = sorted(p.rglob("*.json"))
         elif p.exists():
             files = [p]
         else:
             raise SuiteError(f"{p}: no such file or directory")
         for f in files:
             try:
-                raw, rec = read_raw(f)
-            except CorruptFileError as e:
-                yield f, None, None, str(e)
+                claims = json.loads(f.read_text())
+            except (OSError, ValueError) as e:
+                yield f, None, None, f"{f}: not a readable run record ({type(e).__name__}: {e})"
                 continue
-            if isinstance(raw, dict) and "method" in raw and "task" in raw:
-                yield f, raw, rec, None
-            elif not p.is_dir():
-                yield f, None, None, f"{f}: not a run record"
+            if not (isinstance(claims, dict) and "method" in claims and "task" in claims):
+                if not p.is_dir():
+                    yield f, None, None, f"{f}: not a run record"
+                continue
+            try:
+                rec = RunRecord.from_dict(claims)
+            except (TypeError, ValueError, KeyError) as e:
+                yield f, None, None, f"{f}: not a readable run record ({type(e).__name__}: {e})"
+                continue
+            yield f, claims, rec, None
 
 
 @app.command("validate")

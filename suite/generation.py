@@ -78,19 +78,6 @@ class SamplerConfig:
     sample_eps: float | None = 0.03  # image tasks: end time of SDE samplers (small CPU models are poor below it)
 
 
-def check_device(device: str) -> str:
-    """The device string if torch can use it, else a ConfigError naming what exists."""
-    try:
-        dev = torch.device(device)
-    except RuntimeError:
-        raise ConfigError(f"unknown device {device!r}; use cpu or cuda[:N]") from None
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError(f"device {device!r} requested but torch sees no CUDA device; use --device cpu")
-    if dev.type not in ("cpu", "cuda"):
-        raise ConfigError(f"device {device!r} is not supported; use cpu or cuda[:N]")
-    return str(dev)
-
-
 def _sampler(name: str):
     from generative.samplers import get_sampler
 
@@ -100,7 +87,8 @@ def _sampler(name: str):
         raise SuiteError(str(e)) from None
 
 
-def _sde(cfg: SamplerConfig, spec, **kwargs):
+def _sde_key(cfg: SamplerConfig, spec) -> str:
+    """The canonical SDE name of a run: ``--sde``, default ve for dmcmc (it needs the VE grid) and vp otherwise."""
     from generative import sdes
 
     name = cfg.sde or ("ve" if spec.family == "dmcmc" else "vp")
@@ -110,7 +98,13 @@ def _sde(cfg: SamplerConfig, spec, **kwargs):
         raise ConfigError(f"unknown sde {name!r}; choose vp, subvp or ve") from None
     if spec.family == "dmcmc" and key != "ve":
         raise ConfigError("dmcmc runs on the VE grid; use --sde ve")
-    return sdes.build_sde(key, **kwargs)
+    return key
+
+
+def _sde(cfg: SamplerConfig, spec):
+    from generative import sdes
+
+    return sdes.build_sde(_sde_key(cfg, spec))
 
 
 def _check(cfg: SamplerConfig, spec) -> None:
@@ -177,11 +171,9 @@ def sample(method: str, cfg: SamplerConfig, score_fn, sde, shape: tuple[int, ...
     steps = n_steps_for(cfg, spec, opts)
     gens = generators_from_seeds(seeds)
     model = ScoreModel(score_fn, sde, classifier, classifier_sigmas)
-    if spec.family == "dmcmc":
-        x0 = sde.prior_sample(shape, gens, dtype=torch.float64)
-        return call_sampler(spec, model, x0, None, gens, integrator_steps=steps, **opts)
     x0 = sde.prior_sample(shape, gens, dtype=torch.float64)
-    return call_sampler(spec, model, x0, None, gens, n_steps=steps, **opts)
+    steps_key = "integrator_steps" if spec.family == "dmcmc" else "n_steps"
+    return call_sampler(spec, model, x0, None, gens, **{steps_key: steps}, **opts)
 
 
 def analytic_metrics(x: torch.Tensor, mixture) -> dict[str, float]:
@@ -242,8 +234,7 @@ def _run_analytic(method, sampler, spec, cfg, seed, out, progress, device) -> Ru
         cfg = dataclasses.replace(cfg, corrector_norm=spec.extra.get("corrector_norm", "sample"))
     if sampler.family == "dmcmc" and cfg.eta is None:
         cfg = dataclasses.replace(cfg, eta=spec.extra.get("dmcmc_eta", 0.05))
-    sde = _sde(cfg, sampler, **({"sigma_max": spec.extra["ve_sigma_max"]} if "ve_sigma_max" in spec.extra
-                                 and (cfg.sde or ("ve" if sampler.family == "dmcmc" else "vp")) == "ve" else {}))
+    sde = _sde(cfg, sampler)
     score_fn = mixture.score_fn(sde)
     classifier = grid = None
     if sampler.needs_classifier:
@@ -341,6 +332,16 @@ def image_models(dataset: str, cfg: SamplerConfig, out: str | Path, sde_key: str
     return ckpt, clf, grid
 
 
+def _image_metrics(res: dict, n: int) -> dict[str, float]:
+    """The record metrics of `sample_and_evaluate`'s result; any non-finite sample makes fd_lenet NaN, so the
+    run is marked diverged, never tabulated."""
+    bad = float(res["nonfinite_fraction"])
+    return {"fd_lenet": float(res["fd-lenet"]) if bad == 0 else float("nan"), "kid": float(res["kid"]),
+            "kid_std": float(res["kid_std"]), "nfe": float(res["nfe"]),
+            "sample_wall_time_s": float(res["sample_wall_time_s"]), "n_samples": float(n),
+            "nonfinite_fraction": bad}
+
+
 def _image_net(dataset: str) -> dict:
     if dataset == "digits-8x8":
         return {}
@@ -351,10 +352,7 @@ def _run_images(method, sampler, spec, cfg, seed, out, progress, device) -> RunR
     from generative import pipeline as P
 
     dataset = spec.extra["dataset"]
-    from generative import sdes
-
-    _sde(cfg, sampler)  # validates the name (and VE for dmcmc)
-    sde_key = sdes.sde_name(cfg.sde or ("ve" if sampler.family in ("dmcmc",) else "vp"))
+    sde_key = _sde_key(cfg, sampler)
     if sampler.family == "dmcmc" and cfg.eta is None:
         cfg = dataclasses.replace(cfg, eta=spec.extra.get("dmcmc_eta", 0.05))
     if cfg.corrector_norm is None:
@@ -372,12 +370,7 @@ def _run_images(method, sampler, spec, cfg, seed, out, progress, device) -> RunR
     res = P.sample_and_evaluate(ckpt, method, n, seed, n_steps=steps, sampler_kwargs=opts, out_dir=run_dir,
                                 device=device, classifier=clf, classifier_sigmas=grid,
                                 batch_size=min(cfg.batch_size, 1000), feature_dir=cache_dir(out) / "features")
-    metrics = {"fd_lenet": float(res["fd-lenet"]), "kid": float(res["kid"]), "kid_std": float(res["kid_std"]),
-               "nfe": float(res["nfe"]), "sample_wall_time_s": float(res["sample_wall_time_s"]),
-               "model_wall_time_s": train_wall, "n_samples": float(n),
-               "nonfinite_fraction": float(res["nonfinite_fraction"]), **_info_metrics(res["info"])}
-    if metrics["nonfinite_fraction"] > 0:
-        metrics["fd_lenet"] = float("nan")
+    metrics = {**_image_metrics(res, n), "model_wall_time_s": train_wall, **_info_metrics(res["info"])}
     return _record(method, spec, cfg, seed, out, device, metrics, time.perf_counter() - t0,
                    {"checkpoint": str(ckpt), "sample_grid_png": res["grid_png"], "dataset": dataset},
                    run_dir=run_dir)
@@ -450,17 +443,12 @@ def run_score_sde(method: str, spec, cfg: ScoreSDERunConfig, seed: int, out: str
     n = cfg.n_samples or spec.extra["n_samples"]
     res = P.sample_and_evaluate(ckpt, cfg.sampler, n, seed, n_steps=steps, sampler_kwargs=opts, out_dir=run_dir,
                                 device=device, feature_dir=cache_dir(out) / "features")
-    metrics = {"fd_lenet": float(res["fd-lenet"]), "kid": float(res["kid"]), "kid_std": float(res["kid_std"]),
-               "nfe": float(res["nfe"]), "sample_wall_time_s": float(res["sample_wall_time_s"]),
-               "train_wall_time_s": train_wall, "n_samples": float(n),
-               "nonfinite_fraction": float(res["nonfinite_fraction"])}
+    metrics = {**_image_metrics(res, n), "train_wall_time_s": train_wall}
     if cfg.baselines:
         for name, vals in P.reference_baselines(dataset, run_dir, n, seed,
                                                 feature_dir=cache_dir(out) / "features").items():
             metrics[f"{name}_fd_lenet"] = float(vals["fd-lenet"])
             metrics[f"{name}_kid"] = float(vals["kid"])
-    if metrics["nonfinite_fraction"] > 0:
-        metrics["fd_lenet"] = float("nan")
     return _record(method, spec, cfg, seed, out, device, metrics, time.perf_counter() - t0,
                    {"checkpoint": str(ckpt), "sample_grid_png": res["grid_png"], "dataset": dataset},
                    steps=cfg.train_steps, run_dir=run_dir)

@@ -165,6 +165,20 @@ class _StopSignals:
         self._old = {}
 
 
+def check_device(device: str) -> str:
+    """The device string if torch can use it, else a ConfigError naming what exists (agent and generative
+    runs alike)."""
+    try:
+        dev = torch.device(device)
+    except RuntimeError:
+        raise ConfigError(f"unknown device {device!r}; use cpu or cuda[:N]") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"device {device!r} requested but torch sees no CUDA device; use --device cpu")
+    if dev.type not in ("cpu", "cuda"):
+        raise ConfigError(f"device {device!r} is not supported; use cpu or cuda[:N]")
+    return str(dev)
+
+
 def _check_same_config(rec: RunRecord, config, run_dir: Path) -> None:
     """--resume continues a run with the config it started with; a different one is refused (it would train
     with the checkpoint's values while recording the new ones)."""
@@ -216,14 +230,10 @@ def run(method_name: str, task_id: str, opts: RunOptions | None = None) -> RunRe
         if spec.kind not in method.task_kinds:
             raise SuiteError(f"method {method.name!r} runs on generation tasks, not {spec.kind} task {spec.id!r}")
         config, _ = suite_methods.resolve_config(method, spec.id, opts.overrides)
-        from .generation import check_device
-
         return method.load()(method.name, spec, config, opts.seed, opts.out, opts.progress,
                              device=check_device(opts.device))
     spec, method, config, explicit = prepare_task(method_name, task_id, opts)
     steps, eval_every, eval_episodes = _protocol(spec, config, explicit, opts)
-    from .generation import check_device
-
     device = torch.device(check_device(opts.device))
 
     root = run_dir_root(opts.out, method.name, spec.id, opts.seed)

@@ -61,8 +61,6 @@ def run_study(out: str | Path = "results/dmcmc", tasks=DEFAULT_TASKS, nfes=DEFAU
                             method, ov = integ, dict(common)
                             if integ.startswith("karras"):
                                 ov.pop("denoise")  # Karras ends with its own Euler step to σ = 0
-                            else:
-                                ov["nfe"] = nfe  # the sampler's rule keeps one evaluation for Tweedie
                         t0 = time.perf_counter()
                         rec = _run(method, spec.id, ov, seed, out / "runs")
                         row = {"task": spec.id, "nfe_budget": nfe, "integrator": integ, "variant": variant,

@@ -114,7 +114,6 @@ def dmcmc(model: ScoreModel, x_init: Tensor, schedule: Tensor | None, generator,
     C = x.shape[0]
     burn_nfe = burn_cls = 0
     with torch.no_grad():
-        sigma = torch.full((C,), float(grid[0]), dtype=x.dtype, device=x.device)
         if burn_in_levels >= 2:  # denoise the prior draw roughly, then re-noise it (official burn-in)
             res = call_sampler(get_sampler("karras-stochastic"), model, x, None, generator, n_steps=burn_in_levels)
             x = res.x + burn_in_noise * gaussian_noise(x.shape, generator, dtype=x.dtype, device=x.device)

@@ -118,7 +118,7 @@ def test_submit_never_silently_overwrites_and_bad_files_are_named(tmp_path, caps
     assert main(["validate", str(tmp_path)]) == 1
     out = capsys.readouterr().out
     assert "broken/record.json: " in out and "not a readable run record" in out
-    assert out.count("\n") == 2  # r and broken: one line each
+    assert out.count("\n") == 3  # r, broken and the submitted copy under board/: one line each
 
 
 def test_resume_with_a_different_config_is_refused(hopper_random_built, tmp_path):
