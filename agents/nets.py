@@ -12,6 +12,12 @@ from torch import nn
 from torch.distributions import Normal
 
 
+def _act(activation: type[nn.Module]) -> nn.Module:
+    """ReLU in place (the values and gradients are the same; it skips one allocation per layer, measurable in
+    small-MLP updates on a CPU). A Linear's backward does not need its output, so overwriting it is safe."""
+    return nn.ReLU(inplace=True) if activation is nn.ReLU else activation()
+
+
 def mlp(
     in_dim: int,
     out_dim: int,
@@ -29,7 +35,7 @@ def mlp(
         layers.append(nn.Linear(d, h))
         if layer_norm:
             layers.append(nn.LayerNorm(h))
-        layers.append(activation())
+        layers.append(_act(activation))
         if dropout:
             layers.append(nn.Dropout(dropout))
         d = h
@@ -101,7 +107,7 @@ class EnsembleMLP(nn.Module):
             layers.append(EnsembleLinear(d, h, n))
             if layer_norm:  # each member has its own LayerNorm affine, as separate networks would
                 layers.append(EnsembleLayerNorm(n, h))
-            layers.append(activation())
+            layers.append(_act(activation))
             d = h
         layers.append(EnsembleLinear(d, out_dim, n))
         self.net = nn.Sequential(*layers)
@@ -169,6 +175,9 @@ class GaussianPolicy(nn.Module):
         return self.net(obs).clamp(-1.0, 1.0)
 
 
+_HALF_LOG_2PI = 0.5 * math.log(2 * math.pi)
+
+
 class TanhGaussianPolicy(nn.Module):
     """Tanh-squashed Gaussian with state-dependent log-std (SAC, CQL). `sample` is reparameterised and returns
     (action, log_prob) with the tanh change-of-variables correction; `act` returns tanh(mean)."""
@@ -196,11 +205,19 @@ class TanhGaussianPolicy(nn.Module):
     _dist = dist
 
     def sample(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        dist = self._dist(obs)
-        u = dist.rsample()
+        """Reparameterised u = mean + std * eps and its log-density, written out instead of through
+        `torch.distributions.Normal` (same noise stream, same value and gradient up to rounding: log N(u) =
+        -eps^2/2 - log std - log sqrt(2 pi)), which saves the distribution's argument checks and the
+        recomputation of (u - mean) / std, a measurable share of a small-MLP update on a CPU."""
+        mean, log_std = self.trunk(obs).chunk(2, dim=-1)
+        log_std = log_std.clamp(self.log_std_min, self.log_std_max)
+        eps = torch.randn_like(mean)
+        u = torch.addcmul(mean, log_std.exp(), eps)
         action = torch.tanh(u)
         # log|d tanh(u)/du| = 2 (log 2 - u - softplus(-2u)), numerically stable form
-        log_prob = dist.log_prob(u).sum(-1) - (2 * (math.log(2) - u - nn.functional.softplus(-2 * u))).sum(-1)
+        log_prob = (-0.5 * eps.square() - log_std).sum(-1) - _HALF_LOG_2PI * mean.shape[-1] - (
+            2 * (math.log(2) - u - nn.functional.softplus(-2 * u))
+        ).sum(-1)
         return action, log_prob
 
     def log_prob(self, obs: torch.Tensor, action: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:

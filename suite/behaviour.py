@@ -392,6 +392,7 @@ def train_sac(
         "checkpoint_every": checkpoint_every,
         "buffer_size": buffer_size,
         "config": config_dict(config),
+        "implementation": SAC.IMPLEMENTATION,
         "command": command or " ".join([os.path.basename(sys.executable), *sys.argv]),
         "torch": torch.__version__,
         "gymnasium": gym.__version__,
@@ -420,6 +421,11 @@ def train_sac(
         info_path = out / "run.json"
         if info_path.exists():  # keep the original command; note each resume
             previous = json.loads(info_path.read_text())
+            if previous.get("implementation") != SAC.IMPLEMENTATION:
+                raise ValueError(
+                    f"{out} was trained by {previous.get('implementation', 'an earlier SAC (sac/1)')}, this "
+                    f"code is {SAC.IMPLEMENTATION}: a resumed run would mix two numerics; start a new --out"
+                )
             previous.setdefault("resumes", []).append(
                 {"from_step": step, "total_steps": total_steps, "command": run_info["command"]}
             )

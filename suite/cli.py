@@ -383,7 +383,7 @@ def bench(
 
     groups = {
         "solvers": ["suite.bench.solvers"],
-        "agents": ["suite.bench.agents_odice", "suite.bench.agents_baselines"],
+        "agents": ["suite.bench.agents_odice", "suite.bench.agents_baselines", "suite.bench.agents_sac"],
         "data": ["suite.bench.data"],
         "threads": ["suite.bench.threads"],
     }

@@ -386,15 +386,16 @@ def load_corl_td3bc(agent: TD3BC, ref: CorlTD3BC) -> None:
 
 
 # ------------------------------------------------------------------------------------------------ timing
-def _batches(n: int, seed: int = 0) -> list[dict[str, torch.Tensor]]:
+def _batches(n: int, seed: int = 0, obs_dim: int = OBS_DIM, act_dim: int = ACT_DIM,
+             batch: int = BATCH) -> list[dict[str, torch.Tensor]]:
     g = torch.Generator().manual_seed(seed)
     return [
         {
-            "observations": torch.randn(BATCH, OBS_DIM, generator=g),
-            "actions": torch.rand(BATCH, ACT_DIM, generator=g) * 2 - 1,
-            "rewards": torch.randn(BATCH, generator=g),
-            "next_observations": torch.randn(BATCH, OBS_DIM, generator=g),
-            "terminals": (torch.rand(BATCH, generator=g) < 0.01).float(),
+            "observations": torch.randn(batch, obs_dim, generator=g),
+            "actions": torch.rand(batch, act_dim, generator=g) * 2 - 1,
+            "rewards": torch.randn(batch, generator=g),
+            "next_observations": torch.randn(batch, obs_dim, generator=g),
+            "terminals": (torch.rand(batch, generator=g) < 0.01).float(),
         }
         for _ in range(n)
     ]
@@ -407,9 +408,10 @@ def _time_block(update, batches, n: int) -> float:
     return (time.perf_counter() - t) / n
 
 
-def compare(fast_update, ref_update, *, blocks: int, per_block: int, warmup: int = 20) -> dict[str, Any]:
+def compare(fast_update, ref_update, *, blocks: int, per_block: int, warmup: int = 20,
+            batches: list[dict[str, torch.Tensor]] | None = None) -> dict[str, Any]:
     """Alternate timing blocks of the two update functions; seconds per update (median) and speed-up."""
-    batches = _batches(8)
+    batches = batches if batches is not None else _batches(8)
     _time_block(fast_update, batches, warmup)
     _time_block(ref_update, batches, warmup)
     fast, ref = [], []
