@@ -32,6 +32,7 @@ from torch import Tensor
 from generative.sdes import SDE, Generators, gaussian_noise
 
 __all__ = [
+    "MRGaussian",
     "GaussianMixture",
     "gaussian",
     "gaussian_2d",
@@ -294,3 +295,40 @@ def mode_w2(x: Tensor, mixture: GaussianMixture) -> float | None:
         S = (d * w[:, None]).T @ d
         total += float(mixture.weights[k]) * float(gaussian_w2(m, S, mixture.means[k], mixture.covs[k]))
     return total
+
+
+class MRGaussian:
+    """Exact restoration task for the mean-reverting SDE: clean pixels x0 ~ N(m, v) independently, the degraded
+    image mu fixed. Under :class:`generative.sdes.MRSDE` x_t - mu ~ N(alpha_t (m - mu), alpha_t^2 v + sigma_t^2),
+    so the posterior noise E[eps | x_t] = sigma_t (x_t - mean_t) / var_t is exact (and with it the data and
+    velocity predictions), the PF-ODE maps z-scores to z-scores (``ode_endpoint``) and the reverse SDE keeps
+    the marginals exact (``marginal``)."""
+
+    def __init__(self, sde, m: float | Tensor, v: float | Tensor):
+        self.sde = sde
+        self.m = torch.as_tensor(m, dtype=torch.float64)
+        self.v = torch.as_tensor(v, dtype=torch.float64)
+
+    def marginal(self, mu: Tensor, t: float) -> tuple[Tensor, Tensor]:
+        """Mean and variance of x_t given mu."""
+        tt = torch.tensor(float(t), dtype=torch.float64)
+        a, s = self.sde.alpha(tt), self.sde.std(tt)
+        return mu + a * (self.m - mu), a**2 * self.v + s**2
+
+    def predict(self, param: str = "noise"):
+        """``fn(x, mu, t)`` predicting ``param`` exactly (t of shape (B,))."""
+        from generative.samplers.mrs import convert
+
+        def fn(x: Tensor, mu: Tensor, t: Tensor) -> Tensor:
+            tt = float(t.reshape(-1)[0])
+            mean, var = self.marginal(mu, tt)
+            eps = float(self.sde.std(torch.tensor(tt, dtype=torch.float64))) * (x - mean) / var
+            return convert(eps.to(x.dtype), "noise", param, x, mu, tt, self.sde)
+
+        return fn
+
+    def ode_endpoint(self, x: Tensor, mu: Tensor, t_from: float, t_to: float) -> Tensor:
+        """The exact PF-ODE solution at ``t_to`` from x at ``t_from``."""
+        m0, v0 = self.marginal(mu, t_from)
+        m1, v1 = self.marginal(mu, t_to)
+        return m1 + torch.sqrt(v1 / v0) * (x - m0)

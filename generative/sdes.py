@@ -42,6 +42,7 @@ __all__ = [
     "SDES",
     "build_sde",
     "sde_name",
+    "MRSDE",
 ]
 
 
@@ -318,3 +319,111 @@ def sde_name(name: str) -> str:
 def build_sde(name: str, **kwargs) -> SDE:
     """An SDE by name or alias with constructor keyword arguments (e.g. ``build_sde("ve", sigma_max=20)``)."""
     return SDES[sde_name(name)](**kwargs)
+
+
+class MRSDE:
+    """Mean-reverting SDE of IR-SDE (Luo et al., ICML 2023, arXiv:2301.11699) and MRS (Li et al., ICLR 2025,
+    arXiv:2502.07856): dx = theta_t (mu - x) dt + sigma_t dw with sigma_t^2 = 2 lam^2 theta_t, conditioned on a
+    degraded image ``mu`` (one per sample, shaped like x).
+
+    Schedule (IR-SDE's ``cosine``): ``thetas[i] = 1 - abar_cos(i + 1)``, i = 0..T, from a cosine alpha-bar over
+    T + 2 points (s = 0.008), and the time scale ``dt = -log(eps) / sum(thetas)`` so that alpha_T = eps.
+    Time runs over t in [0, T] on the training index scale; the integrated rate thetabar(t) = int_0^t theta is
+    the cumulative sum times dt at the integers and linear in between (theta_t is constant on each (i-1, i]).
+    We take the cumulative sum *without* IR-SDE's "- thetas[0]", as MRS does: then alpha_0 < 1, sigma_0 > 0 and
+    the log-SNR stays finite at t = 0, the last point of every sampling grid.
+
+    Marginals: x_t = mu + alpha_t (x0 - mu) + sigma_t eps, alpha_t = exp(-thetabar(t)), sigma_t =
+    lam sqrt(1 - alpha_t^2) (the marginal std; ``g2`` is the squared diffusion coefficient). Prior: x_T = mu +
+    lam z. ``lam`` is on the data's own scale: IR-SDE's 50/255 on [0, 1] images is 100/255 on the suite's
+    [-1, 1] images (the default).
+
+    ``logsnr`` is MRS's lambda_t = log alpha_t - log sigma_t (half the log signal-to-noise ratio of the residual
+    x - mu); it decreases in t. ``time_of_logsnr`` and ``time_of_sigma_ratio`` invert it exactly (alpha is a
+    function of lambda alone: alpha^2 = lam^2 e^{2 lambda} / (1 + lam^2 e^{2 lambda})).
+    """
+
+    def __init__(self, lam: float = 100.0 / 255.0, T: int = 100, eps: float = 0.005, cosine_s: float = 0.008):
+        if not (lam > 0 and math.isfinite(lam)):
+            raise ValueError(f"MRSDE: lam must be positive and finite, got {lam}")
+        if not (isinstance(T, int) and T >= 2):
+            raise ValueError(f"MRSDE: T must be an integer >= 2, got {T!r}")
+        if not 0 < eps < 1:
+            raise ValueError(f"MRSDE: eps must be in (0, 1), got {eps}")
+        self.lam, self.T, self.eps = float(lam), T, float(eps)
+        tp = T + 2
+        grid = torch.linspace(0, tp, tp + 1, dtype=torch.float64)
+        abar = torch.cos(((grid / tp) + cosine_s) / (1 + cosine_s) * math.pi / 2) ** 2
+        abar = abar / abar[0]
+        thetas = 1 - abar[1:-1]  # T + 1 values, index 0..T
+        cumsum = torch.cumsum(thetas, 0)
+        self.dt = -math.log(eps) / float(cumsum[-1])
+        self.thetas = thetas
+        self.rate_table = cumsum * self.dt  # thetabar at t = 0, 1, ..., T
+
+    # ---- schedule ----
+
+    @staticmethod
+    def _t64(t) -> Tensor:
+        return torch.as_tensor(t, dtype=torch.float64)
+
+    def rate(self, t) -> Tensor:
+        """thetabar(t), float64, piecewise linear between the integers."""
+        t = self._t64(t).clamp(0, self.T)
+        i = t.floor().clamp(max=self.T - 1).long()
+        frac = t - i
+        table = self.rate_table
+        return table[i] + frac * (table[i + 1] - table[i])
+
+    def theta(self, t) -> Tensor:
+        """theta_t (the drift rate, per unit t): constant on (i-1, i], float64."""
+        t = self._t64(t).clamp(0, self.T)
+        i = t.ceil().clamp(min=1).long()
+        return self.rate_table[i] - self.rate_table[i - 1]
+
+    def g2(self, t) -> Tensor:
+        """Squared diffusion coefficient sigma_t^2 = 2 lam^2 theta_t."""
+        return 2 * self.lam**2 * self.theta(t)
+
+    def alpha(self, t) -> Tensor:
+        return torch.exp(-self.rate(t))
+
+    def std(self, t) -> Tensor:
+        """Marginal std sigma_t = lam sqrt(1 - alpha_t^2) (IR-SDE's ``sigma_bars``)."""
+        return self.lam * torch.sqrt(-torch.expm1(-2 * self.rate(t)))
+
+    def logsnr(self, t) -> Tensor:
+        """lambda_t = log alpha_t - log sigma_t."""
+        r = self.rate(t)
+        return -r - math.log(self.lam) - 0.5 * torch.log(-torch.expm1(-2 * r))
+
+    def time_of_rate(self, rate) -> Tensor:
+        r = self._t64(rate).clamp(float(self.rate_table[0]), float(self.rate_table[-1]))
+        i = torch.searchsorted(self.rate_table, r, right=True).clamp(1, self.T)
+        lo, hi = self.rate_table[i - 1], self.rate_table[i]
+        return (i - 1).double() + (r - lo) / (hi - lo)
+
+    def time_of_logsnr(self, lam_t) -> Tensor:
+        """The t with logsnr(t) = lam_t (clamped to [0, T])."""
+        lt = self._t64(lam_t)
+        log_a2 = 2 * math.log(self.lam) + 2 * lt - torch.log1p(self.lam**2 * torch.exp(2 * lt))
+        return self.time_of_rate(-0.5 * log_a2)
+
+    def time_of_sigma_ratio(self, s) -> Tensor:
+        """The t with sigma_t / alpha_t = s (Karras' sigma of the residual; alpha = lam / sqrt(s^2 + lam^2))."""
+        s = self._t64(s)
+        return self.time_of_rate(0.5 * torch.log1p((s / self.lam) ** 2))
+
+    # ---- distributions ----
+
+    def marginal(self, x0: Tensor, mu: Tensor, t) -> tuple[Tensor, Tensor]:
+        """Mean and std of x_t | x0, mu (t of shape (B,), std broadcast to x)."""
+        a = batch_broadcast(self.alpha(t).to(x0.dtype), x0)
+        return mu + a * (x0 - mu), batch_broadcast(self.std(t).to(x0.dtype), x0)
+
+    def prior_sample(self, mu: Tensor, generator: Generators = None) -> Tensor:
+        """x_T = mu + lam z (IR-SDE's ``noise_state``; it drops the eps-sized residual of x0)."""
+        return mu + self.lam * gaussian_noise(tuple(mu.shape), generator, dtype=mu.dtype, device=mu.device)
+
+    def config(self) -> dict:
+        return {"sde": "mr", "lam": self.lam, "T": self.T, "eps": self.eps}

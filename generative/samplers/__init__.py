@@ -6,7 +6,7 @@ karras-stochastic), ``dmcmc`` (Kim & Ye: Denoising Langevin Gibbs over any integ
 file plus one import line here.
 """
 
-from generative.samplers import dmcmc, karras, score_sde  # noqa: F401  (registration)
+from generative.samplers import dmcmc, karras, mrs, score_sde  # noqa: F401  (registration)
 from generative.samplers.base import (
     REGISTRY,
     GeneratorBrownian,
