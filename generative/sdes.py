@@ -418,8 +418,9 @@ class MRSDE:
 
     def marginal(self, x0: Tensor, mu: Tensor, t) -> tuple[Tensor, Tensor]:
         """Mean and std of x_t | x0, mu (t of shape (B,), std broadcast to x)."""
-        a = batch_broadcast(self.alpha(t).to(x0.dtype), x0)
-        return mu + a * (x0 - mu), batch_broadcast(self.std(t).to(x0.dtype), x0)
+        t = torch.as_tensor(t).cpu()  # the schedule tables live on the CPU; coefficients move to x0's device
+        a = batch_broadcast(self.alpha(t).to(x0), x0)
+        return mu + a * (x0 - mu), batch_broadcast(self.std(t).to(x0), x0)
 
     def prior_sample(self, mu: Tensor, generator: Generators = None) -> Tensor:
         """x_T = mu + lam z (IR-SDE's ``noise_state``; it drops the eps-sized residual of x0)."""

@@ -15,6 +15,23 @@ import typer
 
 from .errors import MissingDatasetError, SuiteError
 
+
+def _no_flag_types() -> None:
+    """typer >= 0.2x prints every option's type; for on/off flags (and --help) that is only noise ("<bool>")."""
+    try:
+        from typer.core import TyperOption
+    except ImportError:  # pragma: no cover - other typer versions print no types
+        return
+    shown = TyperOption.display_type_rich
+
+    def display_type_rich(self, ctx):
+        return None if getattr(self, "is_flag", False) else shown(self, ctx)
+
+    TyperOption.display_type_rich = display_type_rich
+
+
+_no_flag_types()
+
 app = typer.Typer(
     add_completion=False, no_args_is_help=True, help=__doc__.splitlines()[0], pretty_exceptions_enable=False
 )
@@ -65,12 +82,14 @@ def run(
                                                       "task's protocol, 10 on MuJoCo tasks)")] = None,
     device: Annotated[str, typer.Option(help="cpu or cuda")] = "cpu",
     out: Annotated[Path, typer.Option(envvar="SUITE_RUNS", help="runs directory")] = Path("runs"),
-    set_: Annotated[list[str] | None, typer.Option("--set", help="config override key=value (repeatable)")] = None,
+    set_: Annotated[list[str] | None, typer.Option(
+        "--set", metavar="KEY=VALUE", help="config override key=value (repeatable)")] = None,
     resume: Annotated[bool, typer.Option(help="continue the latest unfinished run of this seed")] = False,
     build_missing: Annotated[bool, typer.Option("--build-missing", help="build a missing suite dataset first")] = False,
     build_steps: Annotated[int | None, typer.Option(help="dataset size when building (default: the recipe's)")] = None,
     progress: Annotated[bool, typer.Option(help="show a progress bar")] = True,
-    nfe: Annotated[int | None, typer.Option(help="generation: score evaluations per sample (= --set nfe=)")] = None,
+    nfe: Annotated[int | None, typer.Option(
+        help="generation and restoration: network calls per sample (= --set nfe=)")] = None,
     rtol: Annotated[float | None, typer.Option(help="generation: ODE rtol (= --set rtol=)")] = None,
     sde: Annotated[str | None, typer.Option(help="generation: vp, subvp or ve (= --set sde=)")] = None,
     sampler: Annotated[str | None, typer.Option(help="score-sde: sampler after training (= --set sampler=)")] = None,
@@ -140,7 +159,7 @@ def run(
 
 
 _METRIC_WORDS = {"mmd2": "exact MMD² to the target", "fd_lenet": "Fréchet distance on LeNet features",
-                 "kid": "KID on LeNet features"}
+                 "kid": "KID on LeNet features", "psnr": "PSNR in dB against the clean images"}
 
 
 def _generative_summary(rec, path: Path) -> str:
@@ -149,10 +168,14 @@ def _generative_summary(rec, path: Path) -> str:
     name = rec.task_spec.get("extra", {}).get("metric", "")
     parts = [f"{rec.status}: {rec.method} on {rec.task} seed {rec.seed}"]
     if name in m:
-        parts.append(f"{name} = {m[name]:.4g} ({_METRIC_WORDS.get(name, name)}, lower is better)")
-    for extra in ("weight_error", "mode_w2", "kid"):
+        better = "lower" if rec.task_spec.get("extra", {}).get("lower_is_better", True) else "higher"
+        parts.append(f"{name} = {m[name]:.4g} ({_METRIC_WORDS.get(name, name)}, {better} is better)")
+    for extra in ("weight_error", "mode_w2", "kid", "ssim"):
         if extra in m and extra != name:
             parts.append(f"{extra} {m[extra]:.3g}")
+    if "psnr_degraded" in m:
+        parts.append(f"degraded input: psnr {m['psnr_degraded']:.4g}"
+                     + (f", ssim {m['ssim_degraded']:.3g}" if "ssim_degraded" in m else ""))
     if "nfe" in m:
         nfe = f"NFE {int(m['nfe'])} per sample"
         if "integrator_nfe" in m:
@@ -162,6 +185,8 @@ def _generative_summary(rec, path: Path) -> str:
         parts.append(nfe)
     if "n_samples" in m:
         parts.append(f"{int(m['n_samples'])} samples in {m.get('sample_wall_time_s', 0):.1f} s")
+    if "n_test" in m:
+        parts.append(f"{int(m['n_test'])} images in {m.get('sample_wall_time_s', 0):.1f} s")
     return "; ".join(parts) + f"\nrecord: {path}"
 
 
@@ -174,7 +199,8 @@ def sweep(
     eval_every: Annotated[int | None, typer.Option("--eval-every")] = None,
     eval_episodes: Annotated[int | None, typer.Option("--eval-episodes")] = None,
     out: Annotated[Path, typer.Option(envvar="SUITE_RUNS")] = Path("runs"),
-    set_: Annotated[list[str] | None, typer.Option("--set", help="config override key=value")] = None,
+    set_: Annotated[list[str] | None, typer.Option(
+        "--set", metavar="KEY=VALUE", help="config override key=value (repeatable)")] = None,
     executor: Annotated[str, typer.Option(help="inprocess, local (process pool) or ray")] = "local",
     workers: Annotated[int, typer.Option(help="parallel runs for the local executor")] = 1,
     threads: Annotated[int, typer.Option(help="torch threads per run")] = 1,
@@ -412,7 +438,9 @@ def behaviour(ctx: typer.Context):
 
 @app.command("study", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
 def study(ctx: typer.Context):
-    """Studies. `study dmcmc [--out DIR] [--tasks ...] [--nfes ...] [--integrators ...] [--seeds ...] [--resume]`:
+    """Studies. `study mrs [--out DIR] [--tasks ...] [--nfes ...] [--baseline-nfes ...] [--resume]`: MR Sampler
+    against IR-SDE's posterior sampling and reverse SDE on restoration tasks (JSON + PNGs).
+    `study dmcmc [--out DIR] [--tasks ...] [--nfes ...] [--integrators ...] [--seeds ...] [--resume]`:
     DLG + each integrator against the integrator alone at equal NFE (JSON + PNG). Otherwise: sampler error
     against NFE on analytic tasks, with a PNG plot and fitted log-log slopes (arguments go to
     `python -m generative.sampler_study`, e.g. --out results/ --tasks gmm-2d)."""
@@ -434,6 +462,27 @@ def study(ctx: typer.Context):
         a = ap.parse_args(args[1:])
         res = D.run_study(a.out, a.tasks, a.nfes, a.integrators, a.seeds, a.image_seeds, a.skp, a.resume)
         typer.echo(f"{len(res['rows'])} runs; {Path(a.out) / 'dmcmc_study.json'}, {Path(a.out) / 'dmcmc_study.png'}")
+        return
+    if args and args[0] == "mrs":
+        import argparse
+
+        from . import study_mrs as S
+
+        ap = argparse.ArgumentParser(prog="suite study mrs", description=S.__doc__.split("\n")[0])
+        ap.add_argument("--out", default="results/mrs")
+        ap.add_argument("--tasks", nargs="+", default=list(S.DEFAULT_TASKS))
+        ap.add_argument("--nfes", nargs="+", type=int, default=list(S.DEFAULT_NFES))
+        ap.add_argument("--baseline-nfes", nargs="+", type=int, default=list(S.DEFAULT_BASELINE_NFES))
+        ap.add_argument("--seeds", nargs="+", type=int, default=[0])
+        ap.add_argument("--n-test", type=int, default=500)
+        ap.add_argument("--train-steps", type=int, default=None)
+        ap.add_argument("--tolerance", type=float, default=0.1, help="dB below the baseline's PSNR at 100 NFE")
+        ap.add_argument("--resume", action="store_true")
+        a = ap.parse_args(args[1:])
+        res = S.run_study(a.out, a.tasks, a.nfes, a.baseline_nfes, a.seeds, a.n_test, a.train_steps, a.tolerance,
+                          a.resume)
+        typer.echo(json.dumps(res["summary"]["speedup"], indent=1))
+        typer.echo(f"{len(res['rows'])} runs; {Path(a.out) / 'mrs_study.json'}, {Path(a.out) / 'mrs_study.png'}")
         return
     from generative.sampler_study import main as study_main
 

@@ -67,6 +67,11 @@ def _register_samplers() -> None:
     from generative.samplers import REGISTRY
 
     for spec in REGISTRY.values():
+        if "restoration" in spec.task_kinds:  # conditional samplers: suite.restoration trains their model
+            register(MethodSpec(spec.name, "suite.restoration:run_restoration",
+                                "suite.restoration:RestorationConfig", spec.task_kinds, spec.description,
+                                kind="generative"))
+            continue
         register(MethodSpec(spec.name, "suite.generation:run_generative", "suite.generation:SamplerConfig",
                             spec.task_kinds, spec.description, kind="generative"))
 

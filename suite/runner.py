@@ -228,7 +228,8 @@ def run(method_name: str, task_id: str, opts: RunOptions | None = None) -> RunRe
     if method.kind == "generative":
         spec = suite_tasks.get_task(task_id)
         if spec.kind not in method.task_kinds:
-            raise SuiteError(f"method {method.name!r} runs on generation tasks, not {spec.kind} task {spec.id!r}")
+            raise SuiteError(f"method {method.name!r} runs on {' and '.join(method.task_kinds)} tasks, not "
+                             f"{spec.kind} task {spec.id!r}")
         config, _ = suite_methods.resolve_config(method, spec.id, opts.overrides)
         return method.load()(method.name, spec, config, opts.seed, opts.out, opts.progress,
                              device=check_device(opts.device))

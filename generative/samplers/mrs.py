@@ -45,8 +45,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from generative.sdes import MRSDE, Generators, batch_broadcast, gaussian_noise
 from generative.samplers.base import SampleResult, SamplerSpec, register
+from generative.sdes import MRSDE, Generators, batch_broadcast, gaussian_noise
 
 __all__ = [
     "MRPredictor", "PARAMS", "FORMS", "SOLVERS", "TIME_SCHEDULES", "convert", "targets", "mrs_timesteps",
@@ -80,7 +80,7 @@ def _coefs(sde: MRSDE, t: Tensor, x: Tensor) -> tuple[Tensor, Tensor]:
     t = torch.as_tensor(t, dtype=torch.float64)
     if t.dim() == 0:
         t = t.expand(x.shape[0])
-    return (batch_broadcast(sde.alpha(t).to(x.dtype), x), batch_broadcast(sde.std(t).to(x.dtype), x))
+    return (batch_broadcast(sde.alpha(t.cpu()).to(x), x), batch_broadcast(sde.std(t.cpu()).to(x), x))
 
 
 def convert(out: Tensor, src: str, dst: str, x: Tensor, mu: Tensor, t, sde: MRSDE) -> Tensor:
@@ -289,7 +289,7 @@ def ir_sde_sample(model: MRPredictor, x_init: Tensor, schedule, generator: Gener
         # time runs backwards: tau = -t; d x / d tau = -[theta (mu - x) - g^2 score], diffusion g
         drift = -(theta_s * (mu - x) - g2_s * score)
         z = _noise(noise, i, x, generator)
-        term = solvers.SDETerm(lambda tt, y, d=drift: d, lambda tt, y: torch.full_like(y, math.sqrt(g2_s)),
+        term = solvers.SDETerm(lambda tt, y, d=drift: d, lambda tt, y, g=math.sqrt(g2_s): torch.full_like(y, g),
                                noise="diagonal", brownian=_GivenIncrement(z))
         t0 = torch.full((B,), -s, dtype=x.dtype, device=x.device)
         t1 = torch.full((B,), -t, dtype=x.dtype, device=x.device)

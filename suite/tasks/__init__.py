@@ -164,3 +164,4 @@ def list_tasks(kind: str | None = None) -> list[TaskSpec]:
 from . import external as _external  # noqa: E402,F401
 from . import generation as _generation  # noqa: E402,F401
 from . import mujoco as _mujoco  # noqa: E402,F401  (registers the built-in tasks)
+from . import restoration as _restoration  # noqa: E402,F401
