@@ -68,6 +68,8 @@ def ls(
         show("tasks", rows)
     if what in (What.methods, What.all):
         show("methods", [(name, ",".join(m.task_kinds), m.description) for name, m in methods.registry.items()])
+    for line in methods.PLUGIN_ERRORS:
+        typer.echo(f"warning: {line}", err=True)
 
 
 @app.command("run")
@@ -540,9 +542,13 @@ def submit(
     to: Annotated[Path, typer.Option(help="leaderboard runs directory")] = Path("leaderboards/runs"),
     force: Annotated[bool, typer.Option(help="submit despite validation problems")] = False,
     replace: Annotated[bool, typer.Option(help="overwrite an entry that is already on the leaderboard")] = False,
+    audit: Annotated[bool, typer.Option(help="re-run the first evaluation interval, compare (suite audit)")] = True,
+    steps: Annotated[int | None, typer.Option(help="audit: updates to re-run (default: to the 1st evaluation)")] = None,
 ):
-    """Validate run records and copy them into the leaderboard's runs directory (an existing entry is kept
-    unless --replace)."""
+    """Validate run records, audit them (re-run the recorded config and seed for the first updates and compare
+    the curve) and copy them into the leaderboard's runs directory (an existing entry is kept unless
+    --replace). Says what was checked."""
+    from .audit import audit as do_audit
     from .validate import problems
     from .validate import submit as do_submit
 
@@ -550,7 +556,52 @@ def submit(
         issues = [error] if error else problems(rec, raw)
         if error or (issues and not force):
             raise SuiteError(f"{path} not submitted: " + "; ".join(issues))
-        typer.echo(f"submitted {path} -> {do_submit(path, to, replace=replace)}")
+        checked = "validated (digest, scores from the curve, provenance, task, dataset checksum)"
+        if audit:
+            rep = do_audit(path, steps=steps, skip_dirty=force)
+            if not rep.ok and not force:
+                raise SuiteError(f"{path} not submitted: audit failed: " + "; ".join(rep.problems))
+            checked += "; audited: " + "; ".join(rep.checked[1:])
+        typer.echo(f"{checked}\nsubmitted {path} -> {do_submit(path, to, replace=replace)}")
+
+
+@app.command("new-method")
+def new_method_cmd(
+    name: Annotated[str, typer.Argument(help="the method's name, e.g. my-bc")],
+    out: Annotated[Path, typer.Option(help="where to write the package folder")] = Path("."),
+    force: Annotated[bool, typer.Option(help="overwrite an existing folder")] = False,
+):
+    """Write a method plug-in package (pyproject entry point, agent, config, README): `pip install -e` it and
+    `suite run NAME TASK` runs it with no edit of the suite."""
+    from .scaffold import new_method
+
+    root = new_method(name, out, force)
+    typer.echo(f"wrote {root}; next: pip install -e {root} && python -m suite run {name} hopper-medium")
+
+
+@app.command("audit")
+def audit_cmd(
+    paths: Annotated[list[Path], typer.Argument(help="record.json files or directories of them")],
+    steps: Annotated[int | None, typer.Option(help="updates to re-run (default: up to the first evaluation)")] = None,
+    tolerance: Annotated[float, typer.Option(help="relative tolerance on mean returns across machine classes")] = 0.02,
+):
+    """Re-run each record's method with its recorded config, seed, task version and dataset for its first
+    updates and compare the curve: identical on the same machine class, within --tolerance elsewhere.
+    One line per record; exit 1 if any fails."""
+    from .audit import audit as do_audit
+
+    bad = 0
+    for path, _raw, _rec, error in _records(paths):
+        if error:
+            bad += 1
+            typer.echo(f"{path}: {error}")
+            continue
+        rep = do_audit(path, steps=steps, tolerance=tolerance)
+        bad += not rep.ok
+        verdict = "ok (" + "; ".join(rep.checked) + ")" if rep.ok else "FAILED: " + "; ".join(rep.problems)
+        typer.echo(f"{path}: {verdict}")
+    if bad:
+        raise typer.Exit(1)
 
 
 def _click_exceptions():

@@ -176,3 +176,33 @@ def parse_overrides(items: list[str]) -> dict[str, str]:
             raise ConfigError(f"--set expects key=value, got {item!r}")
         out[key.strip()] = value.strip()
     return out
+
+
+# ------------------------------------------------------------------------------------------------ plug-ins
+PLUGIN_GROUP = "odice_suite.methods"
+PLUGIN_ERRORS: list[str] = []  # one line per plug-in that failed to load (shown by `suite ls`)
+
+
+def load_plugins() -> None:
+    """Register the methods of installed packages: each entry point of the group ``odice_suite.methods``
+    names a `MethodSpec`, a list of them, or a function returning either. A broken plug-in is skipped with
+    one line naming its package (in PLUGIN_ERRORS); the built-in methods and the other plug-ins still load."""
+    from importlib.metadata import entry_points
+
+    for ep in entry_points(group=PLUGIN_GROUP):
+        package = getattr(getattr(ep, "dist", None), "name", None) or ep.value.split(":")[0]
+        try:
+            obj = ep.load()
+            if callable(obj) and not isinstance(obj, MethodSpec):
+                obj = obj()
+            specs = [obj] if isinstance(obj, MethodSpec) else list(obj)
+            for spec in specs:
+                if not isinstance(spec, MethodSpec):
+                    raise TypeError(f"{spec!r} is not a suite.methods.MethodSpec")
+                register(spec)
+        except Exception as e:  # any failure of third-party code: one line, never a broken registry
+            PLUGIN_ERRORS.append(f"method plug-in {ep.name!r} from package {package!r} was not loaded: "
+                                 f"{type(e).__name__}: {e}")
+
+
+load_plugins()

@@ -143,6 +143,16 @@ def _git(*args: str) -> str | None:
         return None
 
 
+def _cpu_model() -> str | None:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or None
+
+
 def provenance(device: str, extra: dict[str, Any] | None = None) -> dict[str, Any]:
     """Git revision + dirty flag, package versions, host and device."""
     from importlib.metadata import PackageNotFoundError, version
@@ -160,6 +170,7 @@ def provenance(device: str, extra: dict[str, Any] | None = None) -> dict[str, An
         "packages": versions,
         "python": platform.python_version(),
         "platform": platform.platform(),
+        "cpu": _cpu_model(),
         "device": device,
         "malloc": "keep-freed" if allocator_applied() else "default",  # suite/allocator.py; speed only
     }

@@ -1,0 +1,134 @@
+"""`suite audit RECORD [--steps N]`: re-run a submitted record's method with its recorded config, seed, task
+version, protocol and dataset, for its first N updates (default: up to its first evaluation), and compare the
+evaluation curve with the record.
+
+Same machine class (CPU architecture and model, torch version, thread count as recorded): the returns must be
+identical, as the suite's runs are bit-reproducible there. Another machine class: each evaluation's mean return
+must agree within ``tolerance`` (relative, default 2%; float reduction order differs across CPUs and BLAS
+builds, and a control task amplifies it). The dataset on this machine must have the recorded checksum. The
+cheap checks of `suite validate` (digest, scores recomputed from the curve, provenance) run first; a
+hand-edited score fails those, a forged curve fails the re-run.
+
+Generative records on analytic tasks are re-run whole and their metrics compared; image and restoration
+records are checked cheaply only (their audit would retrain a model) and the report says so.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .errors import SuiteError
+
+
+@dataclass
+class AuditReport:
+    path: str
+    ok: bool = True
+    checked: list[str] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+
+    def fail(self, msg: str) -> None:
+        self.ok = False
+        self.problems.append(msg)
+
+
+def _text(v) -> str:
+    if v is None:
+        return "none"
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, (list, tuple)):
+        return json.dumps(list(v))
+    if isinstance(v, float):
+        return repr(v)
+    return str(v)
+
+
+def machine_class(prov: dict) -> tuple:
+    return (prov.get("platform", "").split("-")[-1] if prov.get("platform") else None,
+            prov.get("cpu"), (prov.get("packages") or {}).get("torch"), prov.get("torch_threads"))
+
+
+def audit(path: str | Path, steps: int | None = None, tolerance: float = 0.02, skip_dirty: bool = False,
+          log=None) -> AuditReport:
+    """Audit one record file; see the module docstring."""
+    from . import methods, validate
+    from .results import provenance
+    from .runner import RunOptions, run
+
+    path = Path(path)
+    report = AuditReport(str(path))
+    raw, rec = validate.read_raw(path)
+    cheap = validate.problems(rec, raw)
+    if skip_dirty:
+        cheap = [p for p in cheap if "dirty git tree" not in p]
+    report.checked.append("digest, scores recomputed from the curve, provenance, task spec, dataset checksum")
+    for p in cheap:
+        report.fail(p)
+    if rec.method not in methods.registry:
+        report.checked.append(f"not re-run: method {rec.method!r} is not registered here (a record from a custom "
+                              "loop; install its plug-in to audit the curve)")
+        return report
+    method = methods.get_method(rec.method)
+    if method.kind != "agent":
+        spec_extra = rec.task_spec.get("extra", {})
+        if "distribution" not in spec_extra:
+            report.checked.append("not re-run: image / restoration records would retrain their model")
+            return report
+        overrides = {k: _text(v) for k, v in rec.config.items()}
+        with tempfile.TemporaryDirectory() as tmp:
+            new = run(rec.method, rec.task, RunOptions(seed=rec.seed, out=tmp, overrides=overrides, progress=False))
+        report.checked.append("re-ran the sampler with the recorded config and seed")
+        for k, v in rec.metrics.items():
+            if k.endswith("wall_time_s"):
+                continue
+            w = new.metrics.get(k)
+            if w is None or abs(w - v) > 1e-9 * max(1.0, abs(v)):
+                report.fail(f"metric {k}: recorded {v}, re-run {w}")
+        return report
+
+    protocol = rec.provenance.get("protocol") or {}
+    every = int(protocol.get("eval_every") or 0)
+    if not every:
+        report.fail("the record has no protocol (eval_every): it cannot be re-run")
+        return report
+    n = min(steps or every, rec.steps)
+    exact = machine_class(rec.provenance) == machine_class(provenance("cpu"))
+    overrides = {k: _text(v) for k, v in rec.config.items()}
+    with tempfile.TemporaryDirectory() as tmp:
+        opts = RunOptions(seed=rec.seed, out=tmp, overrides=overrides, steps=int(protocol.get("steps", rec.steps)),
+                          eval_every=every, eval_episodes=int(protocol.get("eval_episodes", 10)), progress=False,
+                          tensorboard=False, stop_after=n)
+        if log:
+            log(f"audit: re-running {rec.method} on {rec.task} seed {rec.seed} for {n} updates")
+        new = run(rec.method, rec.task, opts)
+    if new.provenance.get("dataset_checksum") != rec.provenance.get("dataset_checksum"):
+        report.fail(f"dataset checksum {str(new.provenance.get('dataset_checksum'))[:12]}… on this machine, "
+                    f"{str(rec.provenance.get('dataset_checksum'))[:12]}… in the record")
+    recorded = {p.step: p for p in rec.curve if p.step <= n}
+    rerun = {p.step: p for p in new.curve}
+    if not recorded:
+        report.fail(f"the record has no evaluation within the first {n} updates")
+    for step, p in sorted(recorded.items()):
+        q = rerun.get(step)
+        if q is None:
+            report.fail(f"the re-run has no evaluation at update {step}")
+        elif exact and q.returns != p.returns:
+            report.fail(f"update {step}: recorded returns differ from the re-run (same machine class, must be "
+                        f"identical): mean {p.mean_return:.6g} vs {q.mean_return:.6g}")
+        elif not exact and abs(q.mean_return - p.mean_return) > tolerance * max(1.0, abs(q.mean_return)):
+            report.fail(f"update {step}: mean return {p.mean_return:.6g} vs re-run {q.mean_return:.6g} "
+                        f"(tolerance {tolerance:.0%} across machine classes)")
+    report.checked.append(f"re-ran the first {n} updates ({len(recorded)} evaluation(s)) and compared the curve "
+                          + ("exactly (same machine class)" if exact else f"within {tolerance:.0%} (other machine)"))
+    return report
+
+
+def audit_or_raise(path, **kw) -> AuditReport:
+    rep = audit(path, **kw)
+    if not rep.ok:
+        raise SuiteError(f"{path}: audit failed: " + "; ".join(rep.problems))
+    return rep
