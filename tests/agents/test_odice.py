@@ -143,8 +143,21 @@ def test_single_value_head_and_reward_scale():
     torch.manual_seed(4)
     agent = ODICE(replace(TINY, twin_v=False, reward_scale=3.0, value_layer_norm=False), 4, 2)
     assert agent.value(torch.zeros(5, 4)).shape == (1, 5)
-    metrics = agent.update(random_batch())
+    batch = random_batch()
+    metrics = agent.update(batch)
     assert all(torch.isfinite(v) for v in metrics.values())
+    # reward_scale multiplies the rewards in the value targets, exactly: the same agent without it, fed 3 r,
+    # takes the same step
+    torch.manual_seed(4)
+    plain = ODICE(replace(TINY, twin_v=False, reward_scale=1.0, value_layer_norm=False), 4, 2)
+    ref = plain.update({**batch, "rewards": batch["rewards"] * 3.0})
+    for k in metrics:
+        torch.testing.assert_close(metrics[k], ref[k], rtol=0, atol=0)
+    for a, b in zip(agent.value.parameters(), plain.value.parameters(), strict=True):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
+    torch.manual_seed(4)
+    other = ODICE(replace(TINY, twin_v=False, reward_scale=1.0, value_layer_norm=False), 4, 2)
+    assert not torch.equal(other.update(batch)["forward_loss"], metrics["forward_loss"])  # the scale matters
 
 
 def test_metrics_are_detached_scalars_and_actions_bounded():

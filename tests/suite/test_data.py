@@ -238,3 +238,39 @@ def test_concurrent_build_of_one_id_is_refused_or_waits(hopper_random):
                 pass
     with store.build_lock(spec.dataset.dataset_id, wait=False):  # released: free again
         pass
+
+
+def _tiny_episodes():
+    """Two deterministic episodes (3 and 2 steps) in Minari's field layout."""
+    eps = []
+    for e, n in enumerate((3, 2)):
+        base = np.arange((n + 1) * 2, dtype=np.float64).reshape(n + 1, 2) / 7.0 + e
+        eps.append({"observations": base, "actions": np.linspace(-1, 1, n)[:, None] + 0.1 * e,
+                    "rewards": np.arange(n, dtype=np.float64) * 0.5 - e,
+                    "terminations": np.array([False] * (n - 1) + [e == 0]),
+                    "truncations": np.array([False] * (n - 1) + [e == 1])})
+    return eps
+
+
+# sha256 of _tiny_episodes() under store.checksum_episodes: computed once when the test was written; a change
+# to the checksum's definition (which fields, dtypes, byte order, order of fields) changes it and must be a
+# deliberate dataset-version change
+TINY_CHECKSUM = "9ee72ae469003af00860c7cd5d63034b4f89b487182ae38e52bbf7bcf879dbdf"
+
+
+def test_checksum_known_good_value_and_every_field_counts():
+    from suite.data import store
+
+    eps = _tiny_episodes()
+    good = store.checksum_episodes(eps)
+    assert good == TINY_CHECKSUM
+    for e in range(len(eps)):
+        for key in ("observations", "actions", "rewards", "terminations", "truncations"):
+            bad = [dict(ep) for ep in eps]
+            arr = bad[e][key].copy()
+            if arr.dtype == bool:
+                arr[0] = not arr[0]
+            else:
+                arr.flat[-1] += 1e-9  # the smallest change still moves the float64 bytes
+            bad[e][key] = arr
+            assert store.checksum_episodes(bad) != good, (e, key)
