@@ -192,3 +192,21 @@ def test_samplers_refuse_a_missing_condition_and_bad_options():
     with pytest.raises(ValueError, match="parameterisation"):
         MRPredictor(lambda *a: a[0], SDE, "score")
     assert math.isfinite(SDE.lam)
+
+
+@pytest.mark.parametrize("name", ["mrs", "ir-sde", "ir-posterior"])
+def test_image_i_depends_only_on_its_own_generator(name):
+    from generative.sdes import generators_from_seeds
+
+    spec = get_sampler(name)
+    mu = torch.linspace(-0.5, 0.5, 6, dtype=torch.float64).reshape(6, 1)
+    seeds = [11, 12, 13, 14, 15, 16]
+
+    def go(rows):
+        g = generators_from_seeds([seeds[r] for r in rows])
+        m = mu[rows]
+        x = SDE.prior_sample(m, g)
+        return spec.fn(_predictor("noise"), x, None, g, m, n_steps=6).x
+
+    whole = go(list(range(6)))
+    torch.testing.assert_close(go([4, 1]), whole[[4, 1]], rtol=0, atol=0)
