@@ -278,6 +278,7 @@ def test_interrupted_training_resumes_to_the_same_weights(tmp_path):
 
 
 # ---------------------------------------------------------------------------------------- MNIST quality
+@pytest.mark.slow  # 300 U-Net steps on MNIST (~25 s idle, ~60 s under load)
 def test_short_mnist_denoising_run_beats_the_degraded_input(tmp_path):
     """300 steps of a 42 k-parameter data-predicting model on 2000 MNIST images, noise sigma 50: its one-step
     restoration from the prior x_T = mu + lam z (no information about x0 beyond mu) on held-out test images
