@@ -194,6 +194,21 @@ def analytic_metrics(x: torch.Tensor, mixture) -> dict[str, float]:
     return {k: v for k, v in out.items() if v is not None}  # mode_w2 needs enough samples per mode
 
 
+def _advance(bar, n: int, nfe: int, done: int) -> None:
+    """Count ``done`` more samples at ``nfe`` calls each (the total follows the sampler's measured NFE)."""
+    if bar.total != n * nfe:
+        bar.total = n * nfe
+    bar.update(min(done * nfe, bar.total - bar.n))
+
+
+def _planned_nfe(spec, cfg: SamplerConfig, opts: dict) -> int | None:
+    try:
+        return cfg.nfe or spec.nfe(n_steps_for(cfg, spec, opts) or spec.default_steps,
+                                   {"skp": cfg.skp, "integrator": cfg.integrator})
+    except (KeyError, ValueError, TypeError):
+        return None
+
+
 def _finite(metrics: dict) -> bool:
     return all(v == v and abs(v) != float("inf") for v in metrics.values())
 
@@ -243,8 +258,14 @@ def _run_analytic(method, sampler, spec, cfg, seed, out, progress, device) -> Ru
     n = cfg.n_samples or spec.extra["n_samples"]
     opts = sampler_options(cfg, sampler)
     _announce(sampler, cfg, n, n_steps_for(cfg, sampler, opts), progress)
+    from tqdm.auto import tqdm
+
     t0 = time.perf_counter()
     xs, nfe, info = [], 0, {}
+    # NFE done / total over the batches (samples x score evaluations; the adaptive ODE's total is unknown)
+    per = None if sampler.adaptive else _planned_nfe(sampler, cfg, opts)
+    bar = tqdm(total=n * per if per else None, disable=not progress, unit="nfe", mininterval=1.0,
+               desc=f"{method} {spec.id}: NFE (samples x calls)")
     if sampler.family == "dmcmc":  # C chains, chain c seeded seed * 1_000_003 + c, n_rounds outputs each
         chains = -(-n // cfg.n_rounds)
         for c0 in range(0, chains, cfg.batch_size):
@@ -252,6 +273,7 @@ def _run_analytic(method, sampler, spec, cfg, seed, out, progress, device) -> Ru
             res = sample(method, cfg, score_fn, sde, (len(seeds), mixture.dim), seeds, classifier, grid)
             xs.append(res.x.reshape(cfg.n_rounds, len(seeds), -1))
             nfe, info = max(nfe, res.nfe), res.info
+            _advance(bar, n, res.nfe, len(seeds) * cfg.n_rounds)
         x = torch.cat(xs, 1).reshape(-1, mixture.dim)[:n]
     else:
         seeds = torch.arange(n, dtype=torch.long) + seed * 1_000_003
@@ -260,7 +282,9 @@ def _run_analytic(method, sampler, spec, cfg, seed, out, progress, device) -> Ru
                          seeds[i: i + cfg.batch_size])
             xs.append(res.x)
             nfe, info = max(nfe, res.nfe), res.info
+            _advance(bar, n, res.nfe, len(res.x))
         x = torch.cat(xs)
+    bar.close()
     wall = time.perf_counter() - t0
     # the score-SDE samplers stop at eps: their target is the exact marginal p_eps (differs from p_0 by
     # O(eps)); Karras and DMCMC end at σ = 0 (a final Euler / Tweedie step), target p_0
