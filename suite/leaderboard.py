@@ -13,7 +13,7 @@ from collections import defaultdict
 from pathlib import Path
 
 from .results import RunRecord, iter_records
-from .stats import summarize
+from .stats import MIN_SEEDS, aggregate_iqm, summarize
 
 PUBLISHED_DIR = Path(__file__).resolve().parent.parent / "leaderboards" / "published"
 # The final evaluation alone can mislead where evaluations swing from one to the next (O-DICE on
@@ -75,6 +75,9 @@ def table_rows(records: list[RunRecord], metric: str = "final_score") -> list[di
                 "mean": s["mean"],
                 "std": s["std"],
                 "iqm": s["iqm"],
+                "ci_low": s["ci_low"],
+                "ci_high": s["ci_high"],
+                "scores": [headline(r, metric) for r in ok],
                 "tail_mean": tail["mean"] if tail else None,
                 "tail_std": tail["std"] if tail else None,
                 "metric": first.task_spec.get("extra", {}).get("metric") or metric,
@@ -84,6 +87,15 @@ def table_rows(records: list[RunRecord], metric: str = "final_score") -> list[di
             }
         )
     return rows
+
+
+def aggregate_rows(rows: list[dict]) -> list[dict]:
+    """Per method, the aggregate IQM over the RL tasks it has scores on (normalised scores only)."""
+    by_method: dict[str, dict[str, list[float]]] = {}
+    for r in rows:
+        if r["metric"] in ("final_score", "best_score") and r["scores"]:
+            by_method.setdefault(r["method"], {})[r["task"]] = r["scores"]
+    return [{"method": m, **aggregate_iqm(t)} for m, t in sorted(by_method.items()) if len(t) > 1]
 
 
 def load_published(path: Path | None = None) -> list[dict]:
@@ -124,8 +136,11 @@ def markdown_table(runs_dir: str | Path, metric: str = "final_score", published:
         f"(n = seeds with status ok; excluded = diverged/failed/unfinished). last {TAIL_EVALS} evals: each run's "
         f"mean normalised score over its last {TAIL_EVALS} evaluations, mean ± std over seeds (RL tasks).",
         "",
-        f"| method | task | metric | value | last {TAIL_EVALS} evals | n | excluded | steps |",
-        "|---|---|---|---|---|---|---|---|",
+        f"IQM: interquartile mean over seeds; 95% CI: percentile bootstrap of the mean (scipy, seed 0); values from "
+        f"fewer than {MIN_SEEDS} seeds are marked † (their spread and CI say little).",
+        "",
+        f"| method | task | metric | value | IQM | 95% CI | last {TAIL_EVALS} evals | n | excluded | steps |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
 
     def mean_std(mean, std, n, fmt):
@@ -137,10 +152,21 @@ def markdown_table(runs_dir: str | Path, metric: str = "final_score", published:
         fmt = ".1f" if r["metric"] in ("final_score", "best_score") else ".4g"
         score = mean_std(r["mean"], r["std"], r["n"], fmt)
         tail = mean_std(r["tail_mean"], r["tail_std"], r["n"], ".1f")
+        ci = f"[{r['ci_low']:{fmt}}, {r['ci_high']:{fmt}}]" if r["n"] > 1 and r["ci_low"] == r["ci_low"] else "—"
+        iq = f"{r['iqm']:{fmt}}" if r["n"] else "—"
+        mark = "†" if 0 < r["n"] < MIN_SEEDS else ""
         lines.append(
-            f"| {r['method']} | {r['task']} | {r['metric']} | {score} | {tail} | {r['n']} | {r['excluded']} | "
-            f"{', '.join(map(str, r['steps'])) or '—'} |"
+            f"| {r['method']} | {r['task']} | {r['metric']} | {score} | {iq} | {ci} | {tail} | {r['n']}{mark} | "
+            f"{r['excluded']} | {', '.join(map(str, r['steps'])) or '—'} |"
         )
+    agg = aggregate_rows(rows)
+    if agg:
+        lines += ["", "Aggregate over tasks (normalised scores): IQM of every (task, seed) run pooled, 95% CI by "
+                  "a stratified bootstrap (runs resampled within each task; rliable's protocol).", "",
+                  "| method | tasks | runs | IQM | 95% CI |", "|---|---|---|---|---|"]
+        for a in agg:
+            ci = f"[{a['ci_low']:.1f}, {a['ci_high']:.1f}]" if a["ci_low"] == a["ci_low"] else "—"
+            lines.append(f"| {a['method']} | {a['n_tasks']} | {a['n_runs']} | {a['iqm']:.1f} | {ci} |")
     if published:
         pub = related_published(load_published(), [r["task"] for r in rows])
         if pub:

@@ -1,0 +1,33 @@
+"""Aggregates: IQM, scipy bootstrap CIs (reproducible), the stratified aggregate IQM across tasks."""
+
+import numpy as np
+import pytest
+
+from suite.stats import aggregate_iqm, bootstrap_ci, iqm, summarize
+
+
+def test_iqm_is_the_mean_of_the_middle_half():
+    assert iqm([0, 1, 2, 3, 4, 5, 6, 100]) == pytest.approx(np.mean([2, 3, 4, 5]))
+
+
+def test_bootstrap_ci_covers_the_mean_is_reproducible_and_shrinks_with_n():
+    rng = np.random.default_rng(0)
+    small, large = rng.normal(50, 10, 5), rng.normal(50, 10, 200)
+    lo, hi = bootstrap_ci(small, seed=3)
+    assert lo < small.mean() < hi and (lo, hi) == bootstrap_ci(small, seed=3)
+    lo2, hi2 = bootstrap_ci(large, seed=3)
+    assert hi2 - lo2 < 0.5 * (hi - lo) and lo2 < 50 < hi2
+    assert all(np.isnan(bootstrap_ci([1.0])))
+    s = summarize(small)
+    assert s["n"] == 5 and s["ci_low"] < s["mean"] < s["ci_high"]
+
+
+def test_stratified_aggregate_resamples_within_tasks():
+    tasks = {"a": [10.0, 11.0, 12.0, 13.0], "b": [80.0, 81.0, 82.0, 83.0]}
+    agg = aggregate_iqm(tasks, seed=0)
+    assert agg["iqm"] == pytest.approx(iqm(tasks["a"] + tasks["b"])) and agg["n_tasks"] == 2
+    # stratified: every resample keeps 4 runs of each task, so the IQM (middle 4 of 8 = the top of a and the
+    # bottom of b) stays between the two tasks' ranges; an unstratified bootstrap could draw 8 runs of one task
+    assert 11.0 <= agg["ci_low"] < agg["iqm"] < agg["ci_high"] <= 82.0
+    one = aggregate_iqm({"a": [1.0, 2.0, 3.0], "b": [7.0]})  # a one-seed task is kept, not resampled
+    assert one["n_runs"] == 4 and one["ci_low"] <= one["iqm"] <= one["ci_high"]
