@@ -445,8 +445,22 @@ def study(ctx: typer.Context):
     `study dmcmc [--out DIR] [--tasks ...] [--nfes ...] [--integrators ...] [--seeds ...] [--resume]`:
     DLG + each integrator against the integrator alone at equal NFE (JSON + PNG). Otherwise: sampler error
     against NFE on analytic tasks, with a PNG plot and fitted log-log slopes (arguments go to
-    `python -m generative.sampler_study`, e.g. --out results/ --tasks gmm-2d)."""
+    `python -m generative.sampler_study`, e.g. --out results/ --tasks gmm-2d). Every study runs on one torch
+    thread unless `--threads N` (the measured never-slow default, as `suite run`)."""
+    import torch
+
     args = list(ctx.args)
+    threads = 1
+    if "--threads" in args:
+        i = args.index("--threads")
+        try:
+            threads = int(args[i + 1])
+        except (IndexError, ValueError):
+            raise SuiteError("--threads needs a positive integer") from None
+        del args[i: i + 2]
+    if threads < 1:
+        raise SuiteError("--threads must be at least 1")
+    torch.set_num_threads(threads)
     if args and args[0] == "dmcmc":
         import argparse
 
