@@ -579,6 +579,41 @@ def submit(
         typer.echo(f"{checked}\nsubmitted {path} -> {do_submit(path, to, replace=replace)}")
 
 
+@app.command("reproduce")
+def reproduce_cmd(
+    table: Annotated[str, typer.Argument(help="a recipe name (leaderboards/recipes/) or a recipe file")],
+    seeds: Annotated[int | None, typer.Option(help="seeds per (method, task) (default: the recipe's)")] = None,
+    steps: Annotated[int | None, typer.Option(help="updates per run (default: the recipe's)")] = None,
+    out: Annotated[Path, typer.Option(envvar="SUITE_RUNS", help="runs directory")] = Path("runs"),
+    executor: Annotated[str, typer.Option(help="local (process pool) or ray")] = "local",
+    workers: Annotated[int, typer.Option(help="parallel runs for the local executor")] = 1,
+    threads: Annotated[int, typer.Option(help="torch threads per run")] = 1,
+    address: Annotated[str | None, typer.Option(help="Ray cluster address (default: a local instance)")] = None,
+    eval_every: Annotated[int | None, typer.Option("--eval-every")] = None,
+    eval_episodes: Annotated[int | None, typer.Option("--eval-episodes")] = None,
+    dry_run: Annotated[bool, typer.Option(help="list the runs (and which are finished), run nothing")] = False,
+):
+    """Run every (method, task, seed) of a published table from its recipe: finished runs are skipped and
+    unfinished ones resume, so a killed reproduction continues with the same command."""
+    import torch
+
+    from . import reproduce as R
+
+    if dry_run:
+        recipe = R.load_recipe(table)
+        todo, done = R.plan(recipe, out, seeds, steps)
+        for m, t, s, n in R.expand(recipe, seeds, steps):
+            typer.echo(f"{'done' if (m, t, s, n) in done else 'todo'}  {m} {t} seed {s} ({n} updates)")
+        lacking = R.missing_data(recipe, todo)
+        if lacking:
+            typer.echo(f"missing data: {', '.join(lacking)}. {recipe.data}")
+        return
+    torch.set_num_threads(threads)
+    recs = R.reproduce(table, out, seeds, steps, executor, workers, threads, address, eval_every, eval_episodes,
+                       log=typer.echo)
+    typer.echo(f"{len(recs)} runs finished now; tables: python -m suite table --runs {out}")
+
+
 @app.command("new-method")
 def new_method_cmd(
     name: Annotated[str, typer.Argument(help="the method's name, e.g. my-bc")],

@@ -1,0 +1,67 @@
+"""Paper-table recipes: expansion, skipping finished runs, resuming a killed reproduction, missing data named,
+and the Ray executor on a local instance."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from suite.errors import SuiteError
+from suite.reproduce import expand, load_recipe, plan, reproduce
+from suite.results import iter_records
+from suite.runner import RunOptions, run
+
+
+def _recipe(tmp_path, **kw):
+    d = {"name": "tiny", "citation": "test", "published": None, "metric": "final_score", "methods": ["bc"],
+         "tasks": ["hopper-random"], "seeds": 2, "steps": 120, "data": "build it", **kw}
+    p = tmp_path / "tiny.json"
+    p.write_text(json.dumps(d))
+    return p
+
+
+def test_shipped_recipes_expand_to_their_tables():
+    corl = expand(load_recipe("corl-d4rl-mujoco"))
+    assert len(corl) == 4 * 9 * 4 and {m for m, *_ in corl} == {"bc", "td3bc", "iql", "cql"}
+    assert ("iql", "d4rl/hopper-medium-replay-v2", 3, 1_000_000) in corl
+    assert len(expand(load_recipe("odice-d4rl-mujoco"), seeds=2, steps=10)) == 18
+    with pytest.raises(SuiteError, match="did you mean corl-d4rl-mujoco"):
+        load_recipe("corl-d4rl")
+
+
+def test_missing_d4rl_data_is_named_before_anything_runs(tmp_path):
+    with pytest.raises(SuiteError, match=r"d4rl/hopper-medium-v2.*import-d4rl"):
+        reproduce("odice-d4rl-mujoco", out=tmp_path, seeds=1, steps=10, log=lambda *_: None)
+    assert not list(tmp_path.iterdir())
+
+
+def test_killed_reproduction_resumes_and_matches_straight_runs(hopper_random_built, tmp_path):
+    recipe = _recipe(tmp_path)
+    out = tmp_path / "runs"
+    assert [j[2] for j in expand(load_recipe(str(recipe)))] == [0, 1]
+    # the "kill": seed 0 finished, seed 1 stopped after 50 of its 120 updates (checkpoint kept)
+    opts = {"steps": 120, "eval_every": 60, "eval_episodes": 2, "progress": False, "out": out}
+    run("bc", "hopper-random", RunOptions(seed=0, **opts))
+    part = run("bc", "hopper-random", RunOptions(seed=1, stop_after=50, **opts))
+    assert part.status == "running"
+    todo, done = plan(load_recipe(str(recipe)), out)
+    assert [j[2] for j in done] == [0] and [j[2] for j in todo] == [1]
+    recs = reproduce(str(recipe), out=out, eval_every=60, eval_episodes=2, log=lambda *_: None)
+    assert len(recs) == 1 and recs[0].seed == 1 and recs[0].status == "ok" and recs[0].run_id == part.run_id
+    straight = run("bc", "hopper-random", RunOptions(seed=1, **{**opts, "out": tmp_path / "straight"}))
+    assert [p.returns for p in recs[0].curve] == [p.returns for p in straight.curve]
+    assert reproduce(str(recipe), out=out, log=lambda *_: None) == []  # everything done: nothing runs
+    assert len(iter_records(out)) == 2
+
+
+@pytest.mark.slow
+def test_ray_executor_runs_two_tiny_jobs(hopper_random_built, tmp_path):
+    ray = pytest.importorskip("ray")
+    recipe = _recipe(tmp_path)
+    try:
+        recs = reproduce(str(recipe), out=tmp_path / "runs", executor="ray", eval_every=60, eval_episodes=2,
+                         log=lambda *_: None)
+    finally:
+        ray.shutdown()
+    assert sorted(r.seed for r in recs) == [0, 1] and all(r.status == "ok" for r in recs)
