@@ -175,15 +175,14 @@ def fit_slopes(rows: Sequence[dict]) -> dict[str, float]:
     return slopes
 
 
-# --- plotting (PIL: matplotlib is not a dependency) --------------------------------------------------------
-_COLOURS = [(31, 119, 180), (255, 127, 14), (44, 160, 44), (214, 39, 40), (148, 103, 189), (140, 86, 75),
-            (227, 119, 194), (127, 127, 127), (188, 189, 34), (23, 190, 207), (0, 0, 0), (255, 187, 120),
-            (152, 223, 138), (174, 199, 232), (197, 176, 213), (247, 182, 210)]
-
-
+# --- plotting -----------------------------------------------------------------------------------------------
 def plot_error_vs_nfe(rows: Sequence[dict], path_png: str | Path, title: str | None = None) -> Path:
-    """Log-log error against NFE, one line per (task, sde, sampler) with its fitted slope in the legend."""
-    from PIL import Image, ImageDraw
+    """Log-log error against NFE (matplotlib), one line per (task, sde, sampler) with its fitted slope in the
+    legend."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
 
     path_png = Path(path_png)
     groups: dict[str, list[tuple[float, float]]] = {}
@@ -191,55 +190,22 @@ def plot_error_vs_nfe(rows: Sequence[dict], path_png: str | Path, title: str | N
         if r["error"] > 0:
             groups.setdefault(f"{r['task']}/{r['sde']}/{r['sampler']}", []).append((r["nfe"], r["error"]))
     slopes = fit_slopes(rows)
-    W, H, left, right, top, bottom = 900, 600, 80, 290, 40, 60
-    img = Image.new("RGB", (W, H), "white")
-    draw = ImageDraw.Draw(img)
-    pts = [p for g in groups.values() for p in g]
-    if not pts:
-        img.save(path_png)
-        return path_png
-    lx = [math.log10(p[0]) for p in pts]
-    ly = [math.log10(p[1]) for p in pts]
-    x0, x1 = math.floor(min(lx) * 2) / 2, math.ceil(max(lx) * 2) / 2
-    y0, y1 = math.floor(min(ly)), math.ceil(max(ly))
-    x1, y1 = max(x1, x0 + 0.5), max(y1, y0 + 1)
-
-    def to_px(nfe, err):
-        u = (math.log10(nfe) - x0) / (x1 - x0)
-        v = (math.log10(err) - y0) / (y1 - y0)
-        return left + u * (W - left - right), H - bottom - v * (H - top - bottom)
-
-    draw.rectangle([left, top, W - right, H - bottom], outline="black")
-    for e in range(int(y0), int(y1) + 1):
-        _, py = to_px(10**x0, 10.0**e)
-        draw.line([left, py, W - right, py], fill=(225, 225, 225))
-        draw.text((8, py - 6), f"1e{e}", fill="black")
-    k = math.floor(x0)
-    while k <= x1:
-        for m in (1, 2, 5):
-            v = m * 10.0**k
-            if x0 <= math.log10(v) <= x1:
-                px, _ = to_px(v, 10.0**y0)
-                draw.line([px, top, px, H - bottom], fill=(225, 225, 225))
-                draw.text((px - 10, H - bottom + 6), f"{v:g}", fill="black")
-        k += 1
-    draw.text(((left + W - right) // 2 - 15, H - 25), "NFE", fill="black")
-    draw.text((8, 12), "error", fill="black")
-    draw.text((left, 12), title or "sampler error vs NFE (exact score)", fill="black")
-    for i, (key, g) in enumerate(sorted(groups.items())):
-        colour = _COLOURS[i % len(_COLOURS)]
-        g = sorted(g)
-        xy = [to_px(n, e) for n, e in g]
-        if len(xy) > 1:
-            draw.line(xy, fill=colour, width=2)
-        for px, py in xy:
-            draw.ellipse([px - 3, py - 3, px + 3, py + 3], fill=colour)
-        ly_ = top + 10 + 18 * i
-        draw.line([W - right + 10, ly_ + 6, W - right + 30, ly_ + 6], fill=colour, width=3)
-        slope = slopes.get(key, float("nan"))
-        draw.text((W - right + 35, ly_), f"{key} ({slope:+.2f})", fill="black")
+    fig, ax = plt.subplots(figsize=(9, 6))
+    for key, g in sorted(groups.items()):
+        xs, ys = zip(*sorted(g), strict=True)
+        ax.plot(xs, ys, "-o", ms=3, label=f"{key} ({slopes.get(key, float('nan')):+.2f})")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("NFE")
+    ax.set_ylabel("error")
+    ax.set_title(title or "sampler error vs NFE (exact score)", fontsize=10)
+    ax.grid(True, which="both", alpha=0.3)
+    if groups:
+        ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))
     path_png.parent.mkdir(parents=True, exist_ok=True)
-    img.save(path_png)
+    fig.tight_layout()
+    fig.savefig(path_png, dpi=100)
+    plt.close(fig)
     return path_png
 
 

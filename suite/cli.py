@@ -579,6 +579,18 @@ def submit(
         typer.echo(f"{checked}\nsubmitted {path} -> {do_submit(path, to, replace=replace)}")
 
 
+@app.command("plot")
+def plot_cmd(
+    runs: Annotated[Path, typer.Option(help="run records directory")] = Path("leaderboards/runs"),
+    out: Annotated[Path, typer.Option(help="where the PNGs go")] = Path("site/plots"),
+):
+    """Learning curves per task (mean and bootstrap 95% CI over seeds) and the aggregate IQM per method."""
+    from .plots import plot_runs
+
+    made = plot_runs(runs, out)
+    typer.echo(f"{len(made)} plots in {out}")
+
+
 @app.command("reproduce")
 def reproduce_cmd(
     table: Annotated[str, typer.Argument(help="a recipe name (leaderboards/recipes/) or a recipe file")],

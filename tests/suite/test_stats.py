@@ -31,3 +31,20 @@ def test_stratified_aggregate_resamples_within_tasks():
     assert 11.0 <= agg["ci_low"] < agg["iqm"] < agg["ci_high"] <= 82.0
     one = aggregate_iqm({"a": [1.0, 2.0, 3.0], "b": [7.0]})  # a one-seed task is kept, not resampled
     assert one["n_runs"] == 4 and one["ci_low"] <= one["iqm"] <= one["ci_high"]
+
+
+def test_plots_cover_every_task_and_the_aggregate(tmp_path):
+    from pathlib import Path
+
+    from PIL import Image
+
+    from suite.plots import plot_runs
+
+    runs = Path(__file__).resolve().parents[2] / "leaderboards" / "runs"
+    made = plot_runs(runs, tmp_path)
+    names = sorted(p.name for p in made)
+    assert names == ["aggregate_iqm.png", "curve_halfcheetah-medium-v0.png", "curve_hopper-medium-v0.png",
+                     "curve_walker2d-medium-v0.png"]
+    for p in made:
+        with Image.open(p) as im:
+            assert im.size[0] >= 400 and len(set(im.convert("L").getdata())) > 10  # drawn, not blank
