@@ -579,6 +579,17 @@ def submit(
         typer.echo(f"{checked}\nsubmitted {path} -> {do_submit(path, to, replace=replace)}")
 
 
+@app.command("site")
+def site_cmd(
+    runs: Annotated[Path, typer.Option(help="run records directory")] = Path("leaderboards/runs"),
+    out: Annotated[Path, typer.Option(help="output folder (open index.html in a browser)")] = Path("site"),
+):
+    """A static leaderboard site (HTML, no server) from run records, published numbers and studies."""
+    from .site import build_site
+
+    typer.echo(f"wrote {build_site(runs, out)}")
+
+
 @app.command("plot")
 def plot_cmd(
     runs: Annotated[Path, typer.Option(help="run records directory")] = Path("leaderboards/runs"),
