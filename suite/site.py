@@ -82,8 +82,8 @@ def _record_page(out: Path, method: str, task: str, runs: list) -> str:
                f"<tbody>{curve}</tbody></table>" if curve else "")
             + (f"<table><tbody>{metrics}</tbody></table>" if metrics else "")
             + f"<h3>config</h3><pre>{html.escape(json.dumps(rec.config, indent=1, sort_keys=True))}</pre>"
-            f"<h3>provenance</h3><pre class='provenance'>{html.escape(json.dumps(rec.provenance, indent=1, sort_keys=True))}"
-            f"</pre>")
+            "<h3>provenance</h3><pre class='provenance'>"
+            f"{html.escape(json.dumps(rec.provenance, indent=1, sort_keys=True))}</pre>")
     (out / rel).write_text(_page(f"{method} on {task}", "".join(parts), depth=2))
     return rel.as_posix()
 
