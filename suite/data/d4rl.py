@@ -3,8 +3,12 @@
 D4RL's layout: flat arrays ``observations (N, obs)``, ``actions (N, act)``, ``rewards (N,)``, ``terminals
 (N,)``, ``timeouts (N,)`` and (v2 MuJoCo files) ``next_observations (N, obs)``. Episodes are split after every
 transition whose terminal or timeout flag is set; a trailing unfinished episode is kept as truncated.
-Without ``next_observations`` the final observation of an episode is unknown, so its last transition is
-dropped (as D4RL's own `qlearning_dataset` does).
+Without ``next_observations`` (D4RL's older files) we follow D4RL's own ``qlearning_dataset``: an episode that
+ends in a time-out (or is cut at the end of the file) loses its last transition, whose next observation is
+unknown; an episode that ends in a **terminal** keeps it, with the terminal flag — the only record of the
+failure — and the following row's observation as its (never used: a terminal masks the bootstrap) next
+observation, exactly as ``qlearning_dataset`` pairs ``observations[i]`` with ``observations[i + 1]``; the
+file's last row, having no successor, repeats its own observation.
 """
 
 from __future__ import annotations
@@ -61,14 +65,15 @@ def split_episodes(arrays: dict[str, np.ndarray]) -> list[dict]:
         if nxt is not None:
             o = np.concatenate([obs[start:stop], nxt[e : e + 1]])
             sl = slice(start, stop)
-        else:  # the final observation is unknown: drop the last transition
+        elif term[e]:  # keep the terminal transition (D4RL does); its next observation is never bootstrapped
+            o = np.concatenate([obs[start:stop], obs[min(e + 1, len(obs) - 1)][None]])
+            sl = slice(start, stop)
+        else:  # time-out or cut: the final observation is unknown, drop the last transition
             o = obs[start:stop]
             sl = slice(start, stop - 1)
         if sl.stop - sl.start >= 1:
             t = term[sl].copy()
             tr = tout[sl].copy()
-            if nxt is None:
-                t[-1] = False
             if not (t[-1] or tr[-1]):
                 tr[-1] = True  # cut episode: mark truncated
             episodes.append(

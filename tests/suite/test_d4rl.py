@@ -39,11 +39,17 @@ def test_split_episodes_on_terminals_and_timeouts(tmp_path):
     assert all(len(e["observations"]) == len(e["rewards"]) + 1 for e in eps)
 
 
-def test_without_next_observations_drops_last_transition(tmp_path):
-    _write(tmp_path / "d.hdf5", next_obs=False)
+def test_without_next_observations_keeps_terminals_as_d4rl_does(tmp_path):
+    obs = _write(tmp_path / "d.hdf5", next_obs=False)
     eps = split_episodes(read_d4rl_hdf5(tmp_path / "d.hdf5"))
-    assert [len(e["rewards"]) for e in eps] == [9, 19, 19]
-    assert not any(e["terminations"][-1] for e in eps)
+    # D4RL's qlearning_dataset: the terminal transition stays (episode 1 keeps all 10), a time-out's last
+    # transition and the unfinished tail's last one are dropped (their next observation is unknown)
+    assert [len(e["rewards"]) for e in eps] == [10, 19, 19]
+    assert eps[0]["terminations"][-1] and not eps[0]["truncations"][-1]
+    assert not eps[1]["terminations"][-1] and eps[1]["truncations"][-1]
+    np.testing.assert_array_equal(eps[0]["observations"][-1], obs[10])  # observations[i + 1], as D4RL pairs them
+    np.testing.assert_array_equal(eps[1]["observations"][:-1], obs[10:29])
+    assert sum(int(e["terminations"].sum()) for e in eps) == 1
 
 
 def test_import_round_trip_and_task(tmp_path, minari_root):
