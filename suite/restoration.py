@@ -47,6 +47,7 @@ class RestorationConfig:
     lower_order_final: bool = False
     denoise_last: bool = False
     clip: bool = True  # clamp the restored image to [-1, 1] (the official clips to [0, 1])
+    official_unit_step: bool = False  # ir-posterior: the official baseline's one-index steps (to compare)
     # the conditional model trained here (cached by content hash)
     param: str = "noise"  # what the network predicts: noise | data | velocity
     train_steps: int = 2000  # ~12 min for MNIST at 1 thread (2.8 steps/s beside a busy core)
@@ -132,7 +133,7 @@ def run_restoration(method: str, spec, cfg: RestorationConfig, seed: int, out: s
     steps = sampler.steps_for_nfe(cfg.nfe, {}) if cfg.nfe else sampler.default_steps
     predictor = MRPredictor(model.predict, model.sde, model.param)
     opts = {k: getattr(cfg, k) for k in ("solver", "form", "order", "time_schedule", "logsnr_min", "rho",
-                                         "lower_order_final", "denoise_last", "clip")}
+                                         "lower_order_final", "denoise_last", "clip", "official_unit_step")}
     n = len(idx)
     bar = tqdm(total=n * sampler.nfe(steps, {}), disable=not progress, unit="nfe", mininterval=2.0,
                desc=f"{method} {spec.id}: NFE (images x calls)")

@@ -11,8 +11,9 @@
   OU process from t to s.
 
 Both baselines are right at every step count: a step from t to s integrates (t - s) of time (the rate
-thetabar(t) - thetabar(s)). The official baselines in mr-sampler take strided grid points but move the state
-one training index per step whatever the stride (``IRSDE.reverse_sde``/``reverse_posterior`` with
+thetabar(t) - thetabar(s)). ``ir-posterior --set official_unit_step=true`` reproduces the official
+baseline instead, to show what the paper compared against. The official baselines in mr-sampler take
+strided grid points but move the state one training index per step whatever the stride (``IRSDE.reverse_sde``/``reverse_posterior`` with
 ``num_steps`` < 100), so with 10 steps they integrate 0.53 of the 5.30 of rate they should and stop near the
 degraded input; the paper's low-NFE baseline numbers come from that code. ``tests/generative/test_mrs.py``
 checks ours on the analytic task at 10 steps.
@@ -300,8 +301,15 @@ def ir_sde_sample(model: MRPredictor, x_init: Tensor, schedule, generator: Gener
     return SampleResult(x, ts.numel() - 1, {"t_end": float(ts[-1])})
 
 
+def official_grid(sde: MRSDE, n_steps: int) -> Tensor:
+    """The official baselines' time points for ``num_steps`` < T: int(t) for t in linspace(1, T, n) reversed."""
+    import numpy as np
+
+    return torch.tensor([int(t) for t in reversed(np.linspace(1, sde.T, n_steps))], dtype=torch.float64)
+
+
 def ir_posterior_sample(model: MRPredictor, x_init: Tensor, schedule, generator: Generators, condition=None,
-                        *, n_steps: int | None = None, clip: bool = False,
+                        *, n_steps: int | None = None, clip: bool = False, official_unit_step: bool = False,
                         noise: NoiseFn | None = None) -> SampleResult:
     """IR-SDE posterior sampling on any grid: x_s ~ q(x_s | x_t, x0_hat) with A = exp(-(thetabar_t -
     thetabar_s)), B = alpha_t, C = alpha_s (B = A C): mean = mu + A (1 - C^2) / (1 - B^2) (x_t - mu) +
@@ -309,11 +317,18 @@ def ir_posterior_sample(model: MRPredictor, x_init: Tensor, schedule, generator:
     returns its noise-free mean."""
     mu = _check_condition("ir-posterior", x_init, condition)
     sde = model.sde
-    ts = _grid(model, schedule, n_steps, 100, "uniform-t", -math.inf)
+    if official_unit_step:  # reproduce mr-sampler's baseline: strided labels, one training index per step
+        pts = official_grid(sde, n_steps or 100)
+        ts = torch.stack([pts, pts - 1], 1).flatten()  # (t, t - 1) pairs: the step actually taken
+    else:
+        ts = _grid(model, schedule, n_steps, 100, "uniform-t", -math.inf)
     x = x_init
-    m = ts.numel() - 1
+    m = ts.numel() // 2 if official_unit_step else ts.numel() - 1
     for i in range(1, m + 1):
-        s_hi, s_lo = float(ts[i - 1]), float(ts[i])
+        if official_unit_step:
+            s_hi, s_lo = float(ts[2 * i - 2]), float(ts[2 * i - 1])
+        else:
+            s_hi, s_lo = float(ts[i - 1]), float(ts[i])
         tb = torch.full((x.shape[0],), s_hi, dtype=x.dtype, device=x.device)
         x0 = convert(model.fn(x, mu, tb), model.param, "data", x, mu, s_hi, sde)
         r = sde.rate(torch.tensor([s_hi, s_lo], dtype=torch.float64))
@@ -328,7 +343,7 @@ def ir_posterior_sample(model: MRPredictor, x_init: Tensor, schedule, generator:
         x = mean + std * _noise(noise, i, x, generator)
     if clip:
         x = x.clamp(-1, 1)
-    return SampleResult(x, m, {"t_end": float(ts[-1])})
+    return SampleResult(x, m, {"t_end": float(ts[-1]), "official_unit_step": official_unit_step})
 
 
 def _steps(n: int, opts) -> int:

@@ -210,3 +210,22 @@ def test_image_i_depends_only_on_its_own_generator(name):
 
     whole = go(list(range(6)))
     torch.testing.assert_close(go([4, 1]), whole[[4, 1]], rtol=0, atol=0)
+
+
+def test_official_unit_step_baseline_stops_near_the_degraded_input():
+    """mr-sampler's baseline below 100 steps moves one training index per strided step: at 10 steps its output
+    mean has travelled only part of the way from mu to the data mean (ours lands on it)."""
+    mu = torch.full((1, 1), MU, dtype=torch.float64)
+    m_T, _ = TASK.marginal(mu, SDE.T)
+    zero = lambda i, s: torch.zeros(s, dtype=torch.float64)  # noqa: E731
+    ours = ir_posterior_sample(_predictor("noise"), m_T, None, None, mu, n_steps=10, noise=zero)
+    official = ir_posterior_sample(_predictor("noise"), m_T, None, None, mu, n_steps=10, noise=zero,
+                                   official_unit_step=True)
+    m_0, _ = TASK.marginal(mu, 0.0)
+    gap = float(m_0 - mu)
+    assert abs(float(ours.x - m_0)) < 1e-9
+    travelled = float(official.x - mu) / gap
+    assert 0.05 < travelled < 0.6 and official.nfe == 10, travelled
+    full = ir_posterior_sample(_predictor("noise"), m_T, None, None, mu, n_steps=100, noise=zero,
+                               official_unit_step=True)
+    assert float(full.x - mu) / gap > 0.99  # at 100 steps the official is right
