@@ -13,8 +13,8 @@
 Both baselines are right at every step count: a step from t to s integrates (t - s) of time (the rate
 thetabar(t) - thetabar(s)). ``ir-posterior --set official_unit_step=true`` reproduces the official
 baseline instead, to show what the paper compared against. The official baselines in mr-sampler take
-strided grid points but move the state one training index per step whatever the stride (``IRSDE.reverse_sde``/``reverse_posterior`` with
-``num_steps`` < 100), so with 10 steps they integrate 0.53 of the 5.30 of rate they should and stop near the
+strided grid points but move the state one training index per step whatever the stride
+(``IRSDE.reverse_sde``/``reverse_posterior`` with ``num_steps`` < 100), so with 10 steps they integrate 0.53 of the 5.30 of rate they should and stop near the
 degraded input; the paper's low-NFE baseline numbers come from that code. ``tests/generative/test_mrs.py``
 checks ours on the analytic task at 10 steps.
 
