@@ -11,12 +11,12 @@
   OU process from t to s.
 
 Both baselines are right at every step count: a step from t to s integrates (t - s) of time (the rate
-thetabar(t) - thetabar(s)). ``ir-posterior --set official_unit_step=true`` reproduces the official
-baseline instead, to show what the paper compared against. The official baselines in mr-sampler take
-strided grid points but move the state one training index per step whatever the stride
-(``IRSDE.reverse_sde``/``reverse_posterior`` with ``num_steps`` < 100), so with 10 steps they integrate 0.53 of the 5.30 of rate they should and stop near the
-degraded input; the paper's low-NFE baseline numbers come from that code. ``tests/generative/test_mrs.py``
-checks ours on the analytic task at 10 steps.
+thetabar(t) - thetabar(s)). The official baselines in mr-sampler take strided grid points but move the state
+one training index per step whatever the stride (``IRSDE.reverse_sde`` / ``reverse_posterior`` with
+``num_steps`` < 100), so with 10 steps they integrate 0.53 of the 5.30 of rate they should and stop near the
+degraded input; the paper's low-NFE baseline numbers come from that code. ``ir-posterior --set
+official_unit_step=true`` reproduces that baseline, to show what the paper compared against.
+``tests/generative/test_mrs.py`` checks both on the analytic task at 10 steps.
 
 Every step here is the closed-form (exponential-integrator) update of a linear-in-x ODE/SDE or a Gaussian
 bridge; only the EM baseline is a generic integrator, and it goes through :mod:`solvers`.
