@@ -11,7 +11,7 @@ numpy); the protocol rescales them to the environment's bounds. ``record`` write
 provenance (git revision, package versions, dataset checksum, protocol) and content digest as a `suite run`,
 so `suite validate`, `suite audit` (for registered methods) and the tables treat it like any other run.
 
-The CLI's runner evaluates with the same :class:`suite.runner.Evaluator`, so a score from ``evaluate`` is
+The CLI's runner evaluates with the same :class:`suite.evaluation.Evaluator`, so a score from ``evaluate`` is
 the score the suite itself would report for that policy.
 """
 
@@ -85,7 +85,7 @@ class Task:
         1_000_000 + 1000 seed + i, as every suite run) and score it."""
         import torch
 
-        from .runner import Evaluator
+        from .evaluation import Evaluator
 
         if self.env_id is None:
             raise SuiteError(f"task {self.id} has no evaluation environment (kind {self.kind})")

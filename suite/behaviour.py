@@ -34,7 +34,6 @@ import gymnasium as gym
 import numpy as np
 import torch
 
-from agents.nets import TanhGaussianPolicy
 from agents.sac import (
     SAC,
     SACConfig,
@@ -47,37 +46,20 @@ from agents.sac import (
 POLICY_ROOT = Path(__file__).resolve().parent / "data" / "policies"
 """Where shipped behaviour policies live: `<POLICY_ROOT>/<env_id>/{expert,medium}.safetensors`, `replay/`."""
 
-D4RL_REFERENCE_RETURNS = {
-    # base environment name: (random return, expert return), D4RL's normalisation constants
-    "hopper": (-20.272305, 3234.3),
-    "halfcheetah": (-280.178953, 12135.0),
-    "walker2d": (1.629008, 4592.3),
-}
+from .evaluation import (  # noqa: E402,F401  (re-exported: the behaviour CLI and older callers use them)
+    D4RL_REFERENCE_RETURNS,
+    d4rl_normalized_score,
+    evaluate_policy,
+    make_env,
+    random_policy_return,
+    rollouts,
+)
 
 CHECKPOINT_NAME = "checkpoint"  # a suite.checkpoint directory (safetensors + JSON; no pickle)
 SNAPSHOT_DIR = "snapshots"
 
 
 # ---------------------------------------------------------------- environments
-
-
-def make_env(env_id: str) -> gym.Env:
-    """A Gymnasium env whose action space is [-1, 1]^d (rescaled if the task's bounds differ), so that the
-    tanh policies' actions are valid as they are. The D4RL MuJoCo tasks already have [-1, 1] bounds."""
-    env = gym.make(env_id)
-    space = env.action_space
-    if not (np.all(space.low == -1.0) and np.all(space.high == 1.0)):
-        env = gym.wrappers.RescaleAction(env, -1.0, 1.0)
-    return env
-
-
-def d4rl_normalized_score(env_id: str, ret: float) -> float | None:
-    """100 * (return - random) / (expert - random) with D4RL's reference returns, or None for other tasks."""
-    base = env_id.split("/")[-1].split("-")[0].lower()
-    if base not in D4RL_REFERENCE_RETURNS:
-        return None
-    lo, hi = D4RL_REFERENCE_RETURNS[base]
-    return 100.0 * (ret - lo) / (hi - lo)
 
 
 def _wrappers(env: gym.Env):
@@ -190,85 +172,6 @@ class ReplayBuffer:
 
 
 # ---------------------------------------------------------------- evaluation
-
-
-def _rollouts(env_id: str, episodes: int, seed: int, num_envs: int, act) -> tuple[list[float], list[int]]:
-    """Run `episodes` episodes (episode i from reset(seed=seed + i)), `num_envs` at a time, calling
-    `act(obs_batch) -> action_batch` on the still-running ones only (finished episodes cost nothing)."""
-    returns: list[float] = []
-    lengths: list[int] = []
-    for start in range(0, episodes, num_envs):
-        n = min(num_envs, episodes - start)
-        envs = [make_env(env_id) for _ in range(n)]
-        obs = np.stack([e.reset(seed=seed + start + i)[0] for i, e in enumerate(envs)]).astype(np.float32)
-        ret, length = np.zeros(n), np.zeros(n, dtype=np.int64)
-        active = np.arange(n)
-        while active.size:
-            actions = act(obs[active])
-            finished = []
-            for j, i in enumerate(active):
-                o, r, term, trunc, _ = envs[i].step(actions[j])
-                obs[i] = o
-                ret[i] += float(r)
-                length[i] += 1
-                if term or trunc:
-                    finished.append(i)
-            if finished:
-                active = np.setdiff1d(active, finished)
-        for e in envs:
-            e.close()
-        returns += ret.tolist()
-        lengths += length.tolist()
-    return returns, lengths
-
-
-@torch.no_grad()
-def evaluate_policy(
-    policy: TanhGaussianPolicy,
-    env_id: str,
-    episodes: int = 100,
-    seed: int = 0,
-    deterministic: bool = True,
-    num_envs: int | None = None,
-) -> dict[str, Any]:
-    """Undiscounted returns of `episodes` episodes, episode i started from `reset(seed=seed + i)`.
-
-    Stochastic actions are drawn under a forked torch RNG seeded with `seed`, so the result is reproducible
-    and the caller's random stream is left untouched. Returns mean, std, and the per-episode returns and
-    lengths."""
-    was_training = policy.training
-    policy.eval()
-
-    def act(obs: np.ndarray) -> np.ndarray:
-        x = torch.as_tensor(obs)
-        action = policy.act(x) if deterministic else policy.sample(x)[0]
-        return action.numpy().astype(np.float64)
-
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        returns, lengths = _rollouts(env_id, episodes, seed, min(episodes, num_envs or episodes), act)
-    policy.train(was_training)
-    arr = np.array(returns)
-    return {
-        "mean": float(arr.mean()),
-        "std": float(arr.std()),
-        "episodes": episodes,
-        "seed": seed,
-        "deterministic": deterministic,
-        "returns": returns,
-        "lengths": lengths,
-    }
-
-
-def random_policy_return(env_id: str, episodes: int = 100, seed: int = 0) -> dict[str, Any]:
-    """Return of the uniform-random policy (actions uniform in [-1, 1]^d), episode i from reset(seed+i)."""
-    rng = np.random.default_rng(seed)
-    act_dim = int(np.prod(make_env(env_id).action_space.shape))
-    returns, _ = _rollouts(
-        env_id, episodes, seed, episodes, lambda obs: rng.uniform(-1, 1, (len(obs), act_dim))
-    )
-    arr = np.array(returns)
-    return {"mean": float(arr.mean()), "std": float(arr.std()), "episodes": episodes, "seed": seed}
 
 
 # ---------------------------------------------------------------- training

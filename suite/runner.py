@@ -75,35 +75,7 @@ def _protocol(spec, config, explicit: set[str], opts: RunOptions) -> tuple[int, 
     return steps, every, episodes
 
 
-class Evaluator:
-    """Deterministic-policy returns on `episodes` vectorised copies of the task's environment, same reset
-    seeds at every call."""
-
-    def __init__(self, env_id: str, episodes: int, seed: int):
-        import gymnasium as gym
-
-        # default (next-step) autoreset: an env that finished starts a new episode, which is ignored
-        self.envs = gym.make_vec(env_id, num_envs=episodes, vectorization_mode="sync")
-        self.seeds = [1_000_000 + 1000 * seed + i for i in range(episodes)]
-        space = self.envs.single_action_space
-        self.low, self.high = space.low, space.high
-
-    def __call__(self, act, device: torch.device) -> list[float]:
-        obs, _ = self.envs.reset(seed=self.seeds)
-        n = len(self.seeds)
-        returns = np.zeros(n)
-        done = np.zeros(n, dtype=bool)
-        while not done.all():
-            with torch.no_grad():
-                a = act(torch.as_tensor(obs, dtype=torch.float32, device=device)).cpu().numpy()
-            a = self.low + (np.clip(a, -1, 1) + 1.0) * 0.5 * (self.high - self.low)  # [-1, 1] -> env bounds
-            obs, rew, term, trunc, _ = self.envs.step(a)
-            returns += np.where(done, 0.0, rew)
-            done |= term | trunc
-        return returns.tolist()
-
-    def close(self):
-        self.envs.close()
+from .evaluation import Evaluator  # noqa: E402  (the runner's periodic evaluation)
 
 
 def _seed_everything(seed: int) -> None:

@@ -31,6 +31,7 @@ import numpy as np
 import torch
 
 from ..errors import MissingDatasetError
+from ..evaluation import rescale_action
 from ..tasks import DatasetSpec
 from ..tasks.mujoco import POLICY_DIR
 from . import store
@@ -101,7 +102,7 @@ class _Actor:
         dist = self.policy.dist(torch.as_tensor(obs, dtype=torch.float32))
         noise = torch.stack([torch.randn(d, generator=g) for g in self.gens])
         a = torch.tanh(dist.mean + dist.stddev * noise).numpy()
-        return (self.low + (a + 1.0) * 0.5 * (self.high - self.low)).astype(np.float32)
+        return rescale_action(a, self.low, self.high).astype(np.float32)
 
 
 def slot_budgets(steps: int, n_envs: int) -> list[int]:

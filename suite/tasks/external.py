@@ -11,12 +11,12 @@ Scores on these three families (suite, d4rl, minari) are never mixed in one tabl
 from __future__ import annotations
 
 from . import DatasetSpec, References, TaskSpec, register
+from .references import D4RL_REFERENCE_RETURNS
 
 D4RL_ENVS = {  # env -> (Gymnasium evaluation id, D4RL reference returns: random, expert)
-    "hopper": ("Hopper-v4", -20.272305, 3234.3),
-    "halfcheetah": ("HalfCheetah-v4", -280.178953, 12135.0),
-    "walker2d": ("Walker2d-v4", 1.629008, 4592.3),
-    "ant": ("Ant-v4", -325.6, 3879.7),
+    env: (gym_id, *D4RL_REFERENCE_RETURNS[env])
+    for env, gym_id in (("hopper", "Hopper-v4"), ("halfcheetah", "HalfCheetah-v4"), ("walker2d", "Walker2d-v4"),
+                        ("ant", "Ant-v4"))
 }
 D4RL_LEVELS = ("random", "medium", "medium-replay", "medium-expert", "expert", "full-replay")
 

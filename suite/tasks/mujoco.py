@@ -15,13 +15,13 @@ import json
 from pathlib import Path
 
 from . import DatasetSpec, References, TaskSpec, register
+from .references import D4RL_REFERENCE_RETURNS
 
 POLICY_DIR = Path(__file__).resolve().parent.parent / "data" / "policies"
 
-ENVS = {  # short name -> (Gymnasium id, D4RL random/expert reference returns from REFERENCE.md)
-    "hopper": ("Hopper-v5", -20.272305, 3234.3),
-    "halfcheetah": ("HalfCheetah-v5", -280.178953, 12135.0),
-    "walker2d": ("Walker2d-v5", 1.629008, 4592.3),
+ENVS = {  # short name -> (Gymnasium id, D4RL random/expert reference returns)
+    env: (gym_id, *D4RL_REFERENCE_RETURNS[env])
+    for env, gym_id in (("hopper", "Hopper-v5"), ("halfcheetah", "HalfCheetah-v5"), ("walker2d", "Walker2d-v5"))
 }
 
 LEVELS = {  # level -> behaviour policies, in collection order (see suite.data.build)

@@ -11,6 +11,7 @@ import torch
 from safetensors.torch import load_file
 
 import suite.behaviour as behaviour
+from agents.nets import TanhGaussianPolicy
 from agents.sac import SACConfig, load_behaviour_policy
 
 ENV = "Hopper-v5"  # MuJoCo with contacts and terminations: the hard case for an exact resume
@@ -87,7 +88,7 @@ def test_finished_run_can_be_extended(tmp_path):
 
 def test_evaluate_policy_is_reproducible():
     torch.manual_seed(0)
-    policy = behaviour.TanhGaussianPolicy(11, 3, (16, 16))
+    policy = TanhGaussianPolicy(11, 3, (16, 16))
     a = behaviour.evaluate_policy(policy, ENV, episodes=4, seed=5, deterministic=False)
     state = torch.get_rng_state()
     b = behaviour.evaluate_policy(policy, ENV, episodes=4, seed=5, deterministic=False)
