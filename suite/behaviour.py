@@ -563,6 +563,7 @@ def select_levels(
             "env_steps": step_of[src],
             "training": {
                 "algorithm": "SAC (agents/sac.py)",
+                "implementation": info.get("implementation", "sac/1 (before 2026-12-02)"),
                 "command": info["command"],
                 "seed": info["seed"],
                 "config": info["config"],

@@ -45,8 +45,8 @@ def episode_seed(seed: int, policy: str, slot: int, episode: int) -> int:
 def policy_files(env_id: str, name: str) -> list[Path]:
     """Safetensors files of a shipped behaviour policy ('replay' is the snapshot sequence, in order)."""
     root = POLICY_DIR / env_id
-    if name == "replay":
-        files = sorted((root / "replay").glob("*.safetensors"))
+    if name.rsplit("/", 1)[-1] == "replay":  # "replay" (v0) or "v1/replay": the snapshot sequence in a folder
+        files = sorted((root / name).glob("*.safetensors"))
     else:
         f = root / f"{name}.safetensors"
         files = [f] if f.exists() else []
@@ -258,7 +258,8 @@ def _build_locked(spec, steps, n_envs, workers, references, overwrite, progress)
         else:
             files = policy_files(spec.env_id, name)
             per = [steps // len(files) + (1 if i < steps % len(files) else 0) for i in range(len(files))]
-            plan += [(f"{name}/{f.stem}" if name == "replay" else name, f, n) for f, n in zip(files, per, strict=True)]
+            replay = name.rsplit("/", 1)[-1] == "replay"
+            plan += [(f"{name}/{f.stem}" if replay else name, f, n) for f, n in zip(files, per, strict=True)]
 
     episodes: list[dict] = []
     total = sum(n for _, _, n in plan)

@@ -29,7 +29,7 @@ def _clean(ps: list[str]) -> list[str]:
 
 
 def test_custom_loop_record_is_valid(hopper_random_built, tmp_path):
-    task = suite.make("hopper-random")
+    task = suite.make("hopper-random-v0")
     assert task.id == "hopper-random-v0" and task.kind == "offline-rl"
     _, arrays, ends = task.dataset()
     assert arrays["observations"].shape[0] == 3000 and len(ends) > 0
@@ -62,7 +62,7 @@ def _forge(path: Path, transform) -> None:
 
 
 def test_audit_passes_a_real_run_and_fails_forgeries(hopper_random_built, tmp_path):
-    run("bc", "hopper-random", RunOptions(seed=1, out=tmp_path / "runs", **FAST))
+    run("bc", "hopper-random-v0", RunOptions(seed=1, out=tmp_path / "runs", **FAST))
     path = next(p for p, _ in iter_records(tmp_path / "runs"))
     rep = audit(path, skip_dirty=True)
     assert rep.ok, rep.problems
@@ -110,7 +110,7 @@ def test_example_plugin_installs_lists_and_runs(hopper_random_built, minari_root
     ls = subprocess.run([sys.executable, "-m", "suite", "ls", "methods"], env=env, capture_output=True, text=True)
     assert ls.returncode == 0 and "linear-bc" in ls.stdout and "odice" in ls.stdout, ls.stderr
     out = tmp_path / "runs"
-    r = subprocess.run([sys.executable, "-m", "suite", "run", "linear-bc", "hopper-random", "--steps", "100",
+    r = subprocess.run([sys.executable, "-m", "suite", "run", "linear-bc", "hopper-random-v0", "--steps", "100",
                         "--eval-every", "50", "--eval-episodes", "2", "--out", str(out), "--no-progress"],
                        env=env, capture_output=True, text=True)
     assert r.returncode == 0, r.stderr

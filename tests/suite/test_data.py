@@ -12,7 +12,7 @@ from suite.tasks import get_task
 
 @pytest.fixture(scope="module")
 def hopper_random(minari_root):
-    spec = get_task("hopper-random")
+    spec = get_task("hopper-random-v0")
     ds = B.build(spec.dataset, steps=3000, n_envs=4, progress=False, references=(-20.0, 3000.0))
     return spec, ds
 
@@ -126,32 +126,35 @@ def test_verify_reports_tampered_data(hopper_random, capsys):
     from suite.cli import main
 
     spec, _ = hopper_random
-    assert main(["data", "verify", "hopper-random"]) == 0
+    assert main(["data", "verify", "hopper-random-v0"]) == 0
     assert "ok" in capsys.readouterr().out
     path = store.dataset_path(spec.dataset.dataset_id) / "data" / "main_data.hdf5"
     with h5py.File(path, "r+") as f:
         original = f["episode_3"]["rewards"][0]
         f["episode_3"]["rewards"][0] = original + 1.0
     try:
-        assert main(["data", "verify", "hopper-random"]) == 1
+        assert main(["data", "verify", "hopper-random-v0"]) == 1
         assert "MISMATCH" in capsys.readouterr().out
     finally:
         with h5py.File(path, "r+") as f:
             f["episode_3"]["rewards"][0] = original
-    assert main(["data", "verify", "hopper-random"]) == 0
+    assert main(["data", "verify", "hopper-random-v0"]) == 0
 
 
-def test_check_matches_policy_manifests(minari_root):
+@pytest.mark.parametrize("version,prefix", [(0, ""), (1, "v1/")])
+def test_check_matches_policy_manifests(minari_root, version, prefix):
     """Each policy's episodes in a built dataset return what its shipped manifest says (|z| small), levels
-    are ordered, and a recipe whose step counts do not match the episodes is reported as corrupt."""
+    are ordered, and a recipe whose step counts do not match the episodes is reported as corrupt (v0 and the
+    D4RL-strength v1 policies)."""
     from suite.data.check import check_dataset
     from suite.errors import CorruptFileError
 
-    spec = get_task("hopper-medium-expert")
+    spec = get_task(f"hopper-medium-expert-v{version}")
     ds = B.build(spec.dataset, steps=4000, n_envs=4, progress=False, references=spec.references.bounds)
     medium, expert = check_dataset(spec.dataset.dataset_id)
-    assert (medium.policy, expert.policy) == ("medium", "expert") and medium.steps == expert.steps == 4000
-    assert medium.episodes >= 10 and expert.episodes >= 5
+    assert (medium.policy, expert.policy) == (f"{prefix}medium", f"{prefix}expert")
+    assert medium.steps == expert.steps == 4000
+    assert medium.episodes >= 5 and expert.episodes >= 3
     assert medium.ok and expert.ok, (medium, expert)
     assert medium.return_mean < expert.return_mean
     assert 20 < medium.normalized < 60 and 70 < expert.normalized < 130  # suite references: expert = 100

@@ -126,20 +126,20 @@ def test_resume_with_a_different_config_is_refused(hopper_random_built, tmp_path
     from suite.runner import RunOptions, run
 
     fast = dict(steps=300, eval_every=100, eval_episodes=2, progress=False, tensorboard=False)
-    part = run("bc", "hopper-random", RunOptions(seed=3, out=tmp_path, stop_after=100, **fast))
+    part = run("bc", "hopper-random-v0", RunOptions(seed=3, out=tmp_path, stop_after=100, **fast))
     assert part.status == "running"
     with pytest.raises(ConfigError, match=r"different config \(actor_lr|different config \(lr"):
-        run("bc", "hopper-random", RunOptions(seed=3, out=tmp_path, resume=True, overrides={"lr": "0.5"}, **fast))
-    done = run("bc", "hopper-random", RunOptions(seed=3, out=tmp_path, resume=True, **fast))
+        run("bc", "hopper-random-v0", RunOptions(seed=3, out=tmp_path, resume=True, overrides={"lr": "0.5"}, **fast))
+    done = run("bc", "hopper-random-v0", RunOptions(seed=3, out=tmp_path, resume=True, **fast))
     assert done.status == "ok" and done.run_id == part.run_id
 
 
 @pytest.mark.parametrize("args, message", [
-    (["run", "bc", "hopper-random", "--set", "lr=inf"], "lr must be a finite number"),
-    (["run", "bc", "hopper-random", "--set", "batch_size=0"], "batch_size must be positive"),
-    (["run", "bc", "hopper-random", "--device", "tpu"], "device 'tpu'"),
-    (["run", "bc", "hopper-random", "--device", "cuda:7"], "cuda"),
-    (["run", "bc", "hopper-randm"], "hopper-random"),
+    (["run", "bc", "hopper-random-v0", "--set", "lr=inf"], "lr must be a finite number"),
+    (["run", "bc", "hopper-random-v0", "--set", "batch_size=0"], "batch_size must be positive"),
+    (["run", "bc", "hopper-random-v0", "--device", "tpu"], "device 'tpu'"),
+    (["run", "bc", "hopper-random-v0", "--device", "cuda:7"], "cuda"),
+    (["run", "bc", "hopper-randm"], "hopper-random-v0"),
 ])
 def test_bad_input_is_one_line_and_exit_2(args, message, tmp_path, capsys, hopper_random_built):
     from suite.cli import main

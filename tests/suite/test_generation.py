@@ -42,7 +42,7 @@ def test_exact_samples_have_near_zero_error():
 
 
 def test_cli_generation_errors(tmp_path, capsys):
-    assert main(["run", "pc", "hopper-random", "--out", str(tmp_path)]) == 2
+    assert main(["run", "pc", "hopper-random-v0", "--out", str(tmp_path)]) == 2
     assert "generation tasks" in capsys.readouterr().err
     assert main(["run", "em", "gmm-2d", "--sde", "vpp", "--out", str(tmp_path)]) == 2
     assert "unknown sde 'vpp'" in capsys.readouterr().err

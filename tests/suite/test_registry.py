@@ -55,12 +55,16 @@ def test_parse_id():
 
 
 def test_builtin_tasks_and_json_round_trip():
-    spec = get_task("hopper-random")
+    spec = get_task("hopper-random-v0")
     assert spec.id == "hopper-random-v0" and spec.env_id == "Hopper-v5" and spec.kind == "offline-rl"
     assert spec.references is not None and spec.references.normalize(spec.references.max_return) == pytest.approx(100)
+    from suite.tasks.mujoco import v1_envs
+
     for env in ("hopper", "halfcheetah", "walker2d"):
         for level in ("random", "medium", "medium-replay", "expert", "medium-expert"):
-            assert get_task(f"{env}-{level}").version == 0
+            assert get_task(f"{env}-{level}-v0").version == 0  # v0 stays registered
+            # a version-less id is the newest: v1 where the D4RL-strength policies are shipped
+            assert get_task(f"{env}-{level}").version == (1 if env in v1_envs() else 0)
     import json
 
     again = TaskSpec.from_dict(json.loads(spec.to_json()))

@@ -15,7 +15,7 @@ from suite.runner import RunOptions, run
 
 def _recipe(tmp_path, **kw):
     d = {"name": "tiny", "citation": "test", "published": None, "metric": "final_score", "methods": ["bc"],
-         "tasks": ["hopper-random"], "seeds": 2, "steps": 120, "data": "build it", **kw}
+         "tasks": ["hopper-random-v0"], "seeds": 2, "steps": 120, "data": "build it", **kw}
     p = tmp_path / "tiny.json"
     p.write_text(json.dumps(d))
     return p
@@ -31,7 +31,7 @@ def test_shipped_recipes_expand_to_their_tables():
 
 
 def test_missing_d4rl_data_is_named_before_anything_runs(tmp_path):
-    with pytest.raises(SuiteError, match=r"d4rl/hopper-medium-v2.*import-d4rl"):
+    with pytest.raises(SuiteError, match=r"d4rl/walker2d-medium-v2.*import-d4rl"):
         reproduce("odice-d4rl-mujoco", out=tmp_path, seeds=1, steps=10, log=lambda *_: None)
     assert not list(tmp_path.iterdir())
 
@@ -42,14 +42,14 @@ def test_killed_reproduction_resumes_and_matches_straight_runs(hopper_random_bui
     assert [j[2] for j in expand(load_recipe(str(recipe)))] == [0, 1]
     # the "kill": seed 0 finished, seed 1 stopped after 50 of its 120 updates (checkpoint kept)
     opts = {"steps": 120, "eval_every": 60, "eval_episodes": 2, "progress": False, "out": out}
-    run("bc", "hopper-random", RunOptions(seed=0, **opts))
-    part = run("bc", "hopper-random", RunOptions(seed=1, stop_after=50, **opts))
+    run("bc", "hopper-random-v0", RunOptions(seed=0, **opts))
+    part = run("bc", "hopper-random-v0", RunOptions(seed=1, stop_after=50, **opts))
     assert part.status == "running"
     todo, done = plan(load_recipe(str(recipe)), out)
     assert [j[2] for j in done] == [0] and [j[2] for j in todo] == [1]
     recs = reproduce(str(recipe), out=out, eval_every=60, eval_episodes=2, log=lambda *_: None)
     assert len(recs) == 1 and recs[0].seed == 1 and recs[0].status == "ok" and recs[0].run_id == part.run_id
-    straight = run("bc", "hopper-random", RunOptions(seed=1, **{**opts, "out": tmp_path / "straight"}))
+    straight = run("bc", "hopper-random-v0", RunOptions(seed=1, **{**opts, "out": tmp_path / "straight"}))
     assert [p.returns for p in recs[0].curve] == [p.returns for p in straight.curve]
     assert reproduce(str(recipe), out=out, log=lambda *_: None) == []  # everything done: nothing runs
     assert len(iter_records(out)) == 2

@@ -23,8 +23,8 @@ def _returns(rec):
 
 
 def test_record_fields_and_determinism(hopper_random_built, tmp_path):
-    a = run("bc", "hopper-random", RunOptions(seed=3, out=tmp_path / "a", **FAST))
-    b = run("bc", "hopper-random", RunOptions(seed=3, out=tmp_path / "b", **FAST))
+    a = run("bc", "hopper-random-v0", RunOptions(seed=3, out=tmp_path / "a", **FAST))
+    b = run("bc", "hopper-random-v0", RunOptions(seed=3, out=tmp_path / "b", **FAST))
     assert a.status == "ok" and a.task == "hopper-random-v0" and a.steps == 300
     assert [p.step for p in a.curve] == [150, 300]
     assert _returns(a) == _returns(b)  # same seed -> identical evaluation returns
@@ -48,7 +48,7 @@ def test_record_fields_and_determinism(hopper_random_built, tmp_path):
         == __import__("minari").load_dataset("suite/hopper/random-v0").storage.metadata["suite_checksum"]
     )
     assert a.updates_per_s and a.updates_per_s > 0 and a.wall_time_s > 0
-    c = run("bc", "hopper-random", RunOptions(seed=4, out=tmp_path / "c", **FAST))
+    c = run("bc", "hopper-random-v0", RunOptions(seed=4, out=tmp_path / "c", **FAST))
     assert _returns(c) != _returns(a)  # a different seed gives a different run
     on_disk = [r for _, r in iter_records(tmp_path / "a")]
     assert len(on_disk) == 1 and on_disk[0].final_score == a.final_score
@@ -57,17 +57,17 @@ def test_record_fields_and_determinism(hopper_random_built, tmp_path):
 def test_resume_after_stop_matches_uninterrupted(hopper_random_built, tmp_path):
     full = run(
         "bc",
-        "hopper-random",
+        "hopper-random-v0",
         RunOptions(
             seed=1, out=tmp_path / "full", tensorboard=True, **{k: v for k, v in FAST.items() if k != "tensorboard"}
         ),
     )
-    part = run("bc", "hopper-random", RunOptions(seed=1, out=tmp_path / "part", stop_after=150, **FAST))
+    part = run("bc", "hopper-random-v0", RunOptions(seed=1, out=tmp_path / "part", stop_after=150, **FAST))
     assert part.status == "running" and part.steps == 150
-    resumed = run("bc", "hopper-random", RunOptions(seed=1, out=tmp_path / "part", resume=True, **FAST))
+    resumed = run("bc", "hopper-random-v0", RunOptions(seed=1, out=tmp_path / "part", resume=True, **FAST))
     assert resumed.status == "ok" and _returns(resumed) == _returns(full)
     assert resumed.final_score == full.final_score and resumed.run_id == part.run_id
-    again = run("bc", "hopper-random", RunOptions(seed=1, out=tmp_path / "part", resume=True, **FAST))
+    again = run("bc", "hopper-random-v0", RunOptions(seed=1, out=tmp_path / "part", resume=True, **FAST))
     assert again.run_id == resumed.run_id and again.status == "ok"  # finished: nothing to redo
 
 
@@ -79,7 +79,7 @@ def test_sigkill_then_resume(hopper_random_built, tmp_path):
         "suite",
         "run",
         "bc",
-        "hopper-random",
+        "hopper-random-v0",
         "--seed",
         "2",
         "--steps",
@@ -123,7 +123,7 @@ def test_sigkill_then_resume(hopper_random_built, tmp_path):
     resumed = load_record(next((tmp_path / "k").rglob("record.json")))
     straight = run(
         "bc",
-        "hopper-random",
+        "hopper-random-v0",
         RunOptions(
             seed=2, steps=3000, eval_every=250, eval_episodes=2, out=tmp_path / "s", progress=False, tensorboard=False
         ),
@@ -137,7 +137,7 @@ def test_interrupt_before_the_first_evaluation_keeps_the_work(hopper_random_buil
     """SIGINT/SIGTERM mid-run: a checkpoint at the current update and the record are written, the exit code
     is 128 + signal, and --resume finishes with the numbers of an uninterrupted run."""
     out = tmp_path / "i"
-    args = [sys.executable, "-m", "suite", "run", "bc", "hopper-random", "--seed", "5", "--steps", "2400",
+    args = [sys.executable, "-m", "suite", "run", "bc", "hopper-random-v0", "--seed", "5", "--steps", "2400",
             "--eval-every", "1200", "--eval-episodes", "2", "--out", str(out), "--no-progress", "--threads", "1"]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     log = open(tmp_path / "interrupted.log", "wb")
@@ -156,7 +156,7 @@ def test_interrupt_before_the_first_evaluation_keeps_the_work(hopper_random_buil
     assert sig.name in rec.error and "--resume" in tail
     assert subprocess.run(args + ["--resume"], env=env, capture_output=True).returncode == 0
     resumed = load_record(next(out.glob("*/*/*/record.json")))
-    straight = run("bc", "hopper-random", RunOptions(seed=5, steps=2400, eval_every=1200, eval_episodes=2,
+    straight = run("bc", "hopper-random-v0", RunOptions(seed=5, steps=2400, eval_every=1200, eval_episodes=2,
                                                       out=tmp_path / "s", progress=False, tensorboard=False))
     assert resumed.status == "ok" and resumed.run_id == rec.run_id
     assert _returns(resumed) == _returns(straight)
@@ -179,7 +179,7 @@ def nan_method():
 def test_divergence_is_recorded_never_scored(hopper_random_built, tmp_path, nan_method):
     rec = run(
         "nan-test",
-        "hopper-random",
+        "hopper-random-v0",
         RunOptions(
             seed=0,
             out=tmp_path,
@@ -205,12 +205,12 @@ def test_cli_user_errors_exit_2(hopper_random_built, tmp_path, capsys):
     assert main(["run", "bc", "hoper-random", "--out", str(tmp_path)]) == 2
     err = capsys.readouterr().err
     assert "did you mean 'hopper-random'" in err and "Traceback" not in err
-    assert main(["run", "bcc", "hopper-random", "--out", str(tmp_path)]) == 2
+    assert main(["run", "bcc", "hopper-random-v0", "--out", str(tmp_path)]) == 2
     assert "did you mean 'bc'" in capsys.readouterr().err
-    assert main(["run", "bc", "hopper-random", "--set", "no_such_key=1", "--out", str(tmp_path)]) == 2
+    assert main(["run", "bc", "hopper-random-v0", "--set", "no_such_key=1", "--out", str(tmp_path)]) == 2
     err = capsys.readouterr().err
     assert "unknown config key 'no_such_key'" in err and "batch_size" in err
-    assert main(["run", "bc", "hopper-random", "--set", "batch_size=abc", "--out", str(tmp_path)]) == 2
+    assert main(["run", "bc", "hopper-random-v0", "--set", "batch_size=abc", "--out", str(tmp_path)]) == 2
     assert main(["run", "bc", "walker2d-random", "--out", str(tmp_path)]) == 2
     assert "python -m suite data build walker2d-random" in capsys.readouterr().err
 
@@ -227,7 +227,7 @@ def test_cli_run_and_table(hopper_random_built, tmp_path, capsys):
                 [
                     "run",
                     "bc",
-                    "hopper-random",
+                    "hopper-random-v0",
                     "--seed",
                     str(seed),
                     "--steps",
@@ -257,7 +257,7 @@ def test_validate_flags_bad_records(hopper_random_built, tmp_path):
 
     rec = run(
         "bc",
-        "hopper-random",
+        "hopper-random-v0",
         RunOptions(seed=0, out=tmp_path, steps=50, eval_every=50, eval_episodes=1, progress=False, tensorboard=False),
     )
     assert [p for p in problems(rec) if "dirty" not in p] == []
