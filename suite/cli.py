@@ -493,10 +493,12 @@ def study(ctx: typer.Context):
         ap.add_argument("--n-test", type=int, default=500)
         ap.add_argument("--train-steps", type=int, default=None)
         ap.add_argument("--tolerance", type=float, default=0.1, help="dB below the baseline's PSNR at 100 NFE")
+        ap.add_argument("--variants", nargs="+", default=None,
+                        help="only these (mrs-ode-1 ... mrs-sde-2, posterior, reverse-sde, posterior-official)")
         ap.add_argument("--resume", action="store_true")
         a = ap.parse_args(args[1:])
         res = S.run_study(a.out, a.tasks, a.nfes, a.baseline_nfes, a.seeds, a.n_test, a.train_steps, a.tolerance,
-                          a.resume)
+                          a.resume, a.variants)
         typer.echo(json.dumps(res["summary"]["speedup"], indent=1))
         typer.echo(f"{len(res['rows'])} runs; {Path(a.out) / 'mrs_study.json'}, {Path(a.out) / 'mrs_study.png'}")
         return

@@ -42,7 +42,7 @@ def _run(method: str, task: str, overrides: dict, seed: int, out: Path):
 
 def run_study(out: str | Path = "results/mrs", tasks=DEFAULT_TASKS, nfes=DEFAULT_NFES,
               baseline_nfes=DEFAULT_BASELINE_NFES, seeds=(0,), n_test: int = 500, train_steps: int | None = None,
-              tolerance: float = 0.1, resume: bool = False, log=print) -> dict:
+              tolerance: float = 0.1, resume: bool = False, variants=None, log=print) -> dict:
     from .tasks import get_task
 
     out = Path(out)
@@ -55,6 +55,8 @@ def run_study(out: str | Path = "results/mrs", tasks=DEFAULT_TASKS, nfes=DEFAULT
         spec = get_task(task)
         plan = [(name, "mrs", {**ov, "form": "data"}, n) for name, ov in MRS_VARIANTS.items() for n in nfes]
         plan += [(name, m, ov, n) for name, (m, ov) in BASELINES.items() for n in baseline_nfes]
+        if variants:
+            plan = [p for p in plan if p[0] in variants]
         for variant, method, ov, nfe in plan:
             for seed in seeds:
                 if (spec.id, variant, nfe, seed) in done:

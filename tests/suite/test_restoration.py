@@ -67,3 +67,21 @@ def test_restoration_methods_refuse_other_tasks_and_bad_options(tmp_path, capsys
     code = main(["run", "mrs", "digits-8x8-denoise50-v0", "--out", str(tmp_path), "--set", "solver=rk4",
                  "--set", "train_steps=5", "--set", "n_test=4", "--no-progress"])
     assert code not in (0, None) and "solver" in capsys.readouterr().err
+
+
+def test_mrs_study_writes_rows_resumes_and_summarises(tmp_path, monkeypatch):
+    from suite.study_mrs import run_study
+
+    monkeypatch.setenv("SUITE_CACHE", str(tmp_path / "cache"))
+    kw = dict(tasks=("digits-8x8-denoise50-v0",), nfes=(3,), baseline_nfes=(3, 100), n_test=24, train_steps=150,
+              variants=("mrs-sde-1", "posterior", "posterior-official"), log=lambda *_: None)
+    res = run_study(tmp_path / "study", **kw)
+    got = {(r["variant"], r["nfe"]) for r in res["rows"]}
+    assert got == {("mrs-sde-1", 3), ("posterior", 3), ("posterior", 100), ("posterior-official", 3),
+                   ("posterior-official", 100)}
+    assert all(r["status"] == "ok" and "psnr" in r for r in res["rows"])
+    sp = res["summary"]["speedup"]["digits-8x8-denoise50-v0"]
+    assert set(sp) == {"posterior", "posterior-official"} and sp["posterior"]["target_psnr"] > 0
+    assert (tmp_path / "study" / "mrs_study.png").exists()
+    again = run_study(tmp_path / "study", resume=True, **kw)  # nothing left to run: the same rows
+    assert again["rows"] == res["rows"]
