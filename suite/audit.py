@@ -20,6 +20,8 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
+
 from .errors import SuiteError
 
 
@@ -52,8 +54,34 @@ def machine_class(prov: dict) -> tuple:
             prov.get("cpu"), (prov.get("packages") or {}).get("torch"), prov.get("torch_threads"))
 
 
+def reevaluate_checkpoint(rec, checkpoint: str | Path) -> list[float]:
+    """The evaluation returns of a run's shipped checkpoint (``<run>/checkpoint``, safetensors + JSON, never
+    unpickled) under the record's protocol: the method's agent rebuilt with the recorded config, its state
+    loaded, the deterministic policy run on the record's evaluation episodes and seed."""
+    import gymnasium as gym
+    import torch
+
+    from . import methods
+    from .checkpoint import load_checkpoint
+    from .evaluation import Evaluator
+
+    method = methods.get_method(rec.method)
+    config, _ = methods.resolve_config(method, rec.task, {k: _text(v) for k, v in rec.config.items()})
+    env = gym.make(rec.task_spec["env_id"])
+    obs_dim, act_dim = int(np.prod(env.observation_space.shape)), int(np.prod(env.action_space.shape))
+    env.close()
+    agent = method.load()(config, obs_dim, act_dim, device="cpu")
+    agent.load_state_dict(load_checkpoint(checkpoint)["agent"])
+    episodes = int((rec.provenance.get("protocol") or {}).get("eval_episodes") or len(rec.curve[-1].returns))
+    ev = Evaluator(rec.task_spec["env_id"], episodes, rec.seed)
+    try:
+        return ev(agent.act, torch.device("cpu"))
+    finally:
+        ev.close()
+
+
 def audit(path: str | Path, steps: int | None = None, tolerance: float = 0.02, skip_dirty: bool = False,
-          log=None) -> AuditReport:
+          log=None, checkpoint: str | Path | None = None) -> AuditReport:
     """Audit one record file; see the module docstring."""
     from . import methods, validate
     from .results import provenance
@@ -90,6 +118,19 @@ def audit(path: str | Path, steps: int | None = None, tolerance: float = 0.02, s
                 report.fail(f"metric {k}: recorded {v}, re-run {w}")
         return report
 
+    if checkpoint is not None:
+        if not rec.curve:
+            report.fail("a checkpoint was given but the record has no evaluation to compare with")
+        else:
+            last = rec.curve[-1]
+            got = reevaluate_checkpoint(rec, checkpoint)
+            mean = float(np.mean(got))
+            same = machine_class(rec.provenance) == machine_class(provenance("cpu"))
+            if (same and got != last.returns) or abs(mean - last.mean_return) > tolerance * max(1.0, abs(mean)):
+                report.fail(f"the checkpoint {checkpoint} evaluates to mean {mean:.6g}, the record's last evaluation "
+                            f"(update {last.step}) says {last.mean_return:.6g}")
+            report.checked.append(f"re-evaluated the shipped checkpoint against the last evaluation (update "
+                                  f"{last.step}, {len(got)} episodes)")
     protocol = rec.provenance.get("protocol") or {}
     every = int(protocol.get("eval_every") or 0)
     if not every:

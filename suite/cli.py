@@ -658,6 +658,7 @@ def audit_cmd(
     paths: Annotated[list[Path], typer.Argument(help="record.json files or directories of them")],
     steps: Annotated[int | None, typer.Option(help="updates to re-run (default: up to the first evaluation)")] = None,
     tolerance: Annotated[float, typer.Option(help="relative tolerance on mean returns across machine classes")] = 0.02,
+    checkpoint: Annotated[Path | None, typer.Option(help="a shipped final checkpoint folder to re-evaluate")] = None,
 ):
     """Re-run each record's method with its recorded config, seed, task version and dataset for its first
     updates and compare the curve: identical on the same machine class, within --tolerance elsewhere.
@@ -670,7 +671,7 @@ def audit_cmd(
             bad += 1
             typer.echo(f"{path}: {error}")
             continue
-        rep = do_audit(path, steps=steps, tolerance=tolerance)
+        rep = do_audit(path, steps=steps, tolerance=tolerance, checkpoint=checkpoint)
         bad += not rep.ok
         verdict = "ok (" + "; ".join(rep.checked) + ")" if rep.ok else "FAILED: " + "; ".join(rep.problems)
         typer.echo(f"{path}: {verdict}")

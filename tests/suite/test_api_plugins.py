@@ -146,3 +146,16 @@ def test_new_method_writes_an_installable_skeleton(tmp_path):
     assert m["loss"].dim() == 0 and agent.act(torch.randn(4, 3)).abs().max() <= 1
     with pytest.raises(Exception, match="already registered"):
         new_method("odice", tmp_path)
+
+
+def test_audit_reevaluates_a_shipped_checkpoint(hopper_random_built, tmp_path):
+    a = run("bc", "hopper-random-v0", RunOptions(seed=3, out=tmp_path / "a", **FAST))
+    b = run("bc", "hopper-random-v0", RunOptions(seed=4, out=tmp_path / "b", **FAST))
+    path_a = next(p for p, _ in iter_records(tmp_path / "a"))
+    ck_a = path_a.parent / "checkpoint"
+    ck_b = next(p for p, _ in iter_records(tmp_path / "b")).parent / "checkpoint"
+    rep = audit(path_a, skip_dirty=True, checkpoint=ck_a)
+    assert rep.ok and any("re-evaluated the shipped checkpoint" in c for c in rep.checked), rep.problems
+    assert a.curve[-1].returns != b.curve[-1].returns
+    rep = audit(path_a, skip_dirty=True, checkpoint=ck_b)  # another run's weights do not give this record
+    assert not rep.ok and any("checkpoint" in p for p in rep.problems)
