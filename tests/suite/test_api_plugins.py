@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -103,9 +104,10 @@ def _env(extra_path: Path, minari_root) -> dict:
 @pytest.mark.slow
 def test_example_plugin_installs_lists_and_runs(hopper_random_built, minari_root, tmp_path):
     target = tmp_path / "site"
+    src = tmp_path / "src"  # a copy: pip builds in the source folder, and the checkout must stay clean
+    shutil.copytree(REPO / "examples" / "suite-method-example", src)
     subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation",
-                    "--target", str(target), str(REPO / "examples" / "suite-method-example")],
-                   check=True, capture_output=True)
+                    "--target", str(target), str(src)], check=True, capture_output=True)
     env = _env(target, minari_root)
     ls = subprocess.run([sys.executable, "-m", "suite", "ls", "methods"], env=env, capture_output=True, text=True)
     assert ls.returncode == 0 and "linear-bc" in ls.stdout and "odice" in ls.stdout, ls.stderr
@@ -134,6 +136,11 @@ def test_broken_plugin_is_one_line_and_ls_still_works(tmp_path):
 def test_new_method_writes_an_installable_skeleton(tmp_path):
     from suite.scaffold import new_method
 
+    # the shipped example is the skeleton `suite new-method linear-bc` writes (folder renamed): they cannot drift
+    example = REPO / "examples" / "suite-method-example"
+    made = new_method("linear-bc", tmp_path / "gen")
+    for rel in ("pyproject.toml", "README.md", "suite_linear_bc/__init__.py"):
+        assert (made / rel).read_text() == (example / rel).read_text(), rel
     root = new_method("my-bc", tmp_path)
     text = (root / "pyproject.toml").read_text()
     assert '[project.entry-points."odice_suite.methods"]' in text and 'my-bc = "suite_my_bc:method"' in text
