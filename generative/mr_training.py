@@ -234,24 +234,7 @@ class MRTrainer(ScoreTrainer):
 
     def train_step(self, x0: torch.Tensor, mu: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
         """One optimiser step on the batch (x0, mu); returns the detached loss without synchronising."""
-        cfg = self.config
-        if cfg.warmup > 0:
-            for group in self.optimizer.param_groups:
-                group["lr"] = cfg.lr * min((self.step + 1) / cfg.warmup, 1.0)
-        # Dropout draws from the global RNG: seed it from our generator so that resumes are exact.
-        dropout_seed = int(torch.randint(0, 2**62, (1,), generator=self.generator, device=self.device))
-        self.model.train()
-        with torch.random.fork_rng(devices=[self.device] if self.device.type == "cuda" else []):
-            torch.manual_seed(dropout_seed)
-            loss = mr_loss(self.model.predict, self.sde, x0, mu, self.param, self.generator)
-            self.optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-        if cfg.grad_clip > 0:
-            torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.grad_clip)
-        self.optimizer.step()
-        self.ema.update(self.model)
-        self.step += 1
-        loss = loss.detach()
+        loss = self.optimise(lambda: mr_loss(self.model.predict, self.sde, x0, mu, self.param, self.generator))
         self.recent_losses.append(loss)
         return loss
 

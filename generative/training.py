@@ -172,6 +172,14 @@ class ScoreTrainer:
     def train_step(self, x0: torch.Tensor) -> torch.Tensor:
         """One optimiser step on the batch ``x0``; returns the (detached) loss without synchronising."""
         cfg = self.config
+        return self.optimise(lambda: dsm_loss(self.model, self.sde, x0, self.generator,
+                                              likelihood_weighting=cfg.likelihood_weighting,
+                                              reduce_mean=cfg.reduce_mean, t_min=cfg.t_min))
+
+    def optimise(self, compute_loss) -> torch.Tensor:
+        """One optimiser step on ``compute_loss()`` (learning-rate warm-up, dropout seeded from our generator,
+        gradient clipping, EMA); returns the detached loss. Subclasses with another loss call this."""
+        cfg = self.config
         if cfg.warmup > 0:
             for group in self.optimizer.param_groups:
                 group["lr"] = cfg.lr * min((self.step + 1) / cfg.warmup, 1.0)
@@ -180,8 +188,7 @@ class ScoreTrainer:
         self.model.train()
         with torch.random.fork_rng(devices=[self.device] if self.device.type == "cuda" else []):
             torch.manual_seed(dropout_seed)
-            loss = dsm_loss(self.model, self.sde, x0, self.generator, likelihood_weighting=cfg.likelihood_weighting,
-                            reduce_mean=cfg.reduce_mean, t_min=cfg.t_min)
+            loss = compute_loss()
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
         if cfg.grad_clip > 0:

@@ -150,7 +150,8 @@ def resolve_config(method: MethodSpec, task_id: str, overrides: dict[str, str] |
 # Fields whose meaning is a count or a rate: they must be positive. Every number must be finite.
 _POSITIVE = ("batch_size", "max_steps", "eval_every", "eval_episodes", "bc_steps", "n_critics", "cql_n_actions",
              "policy_freq", "target_update_period", "lr", "nfe", "n_steps", "n_samples", "skp", "n_rounds",
-             "rtol", "atol", "eta", "train_steps", "sample_steps", "classifier_steps", "corrector_steps", "ch")
+             "rtol", "atol", "eta", "train_steps", "sample_steps", "classifier_steps", "corrector_steps", "ch", "batch",
+             "n_test")
 
 
 def check_ranges(name: str, config) -> None:

@@ -69,9 +69,7 @@ def _check(cfg: RestorationConfig) -> None:
                                  ("order", cfg.order, (1, 2))):
         if value not in allowed:
             raise ConfigError(f"{name}={value!r} is not one of {', '.join(map(str, allowed))}")
-    for name in ("train_steps", "ch", "batch", "batch_size"):
-        if getattr(cfg, name) < 1:
-            raise ConfigError(f"{name} must be at least 1, got {getattr(cfg, name)}")
+    # counts (nfe, train_steps, ch, batch, batch_size, n_test) are checked positive by methods.check_ranges
 
 
 def _model_config(rs, cfg: RestorationConfig):
@@ -120,8 +118,6 @@ def run_restoration(method: str, spec, cfg: RestorationConfig, seed: int, out: s
     if spec.kind != "restoration":
         raise SuiteError(f"method {method!r} restores images; {spec.id!r} is a {spec.kind} task")
     sampler = get_sampler(method)
-    if cfg.nfe is not None and cfg.nfe < 1:
-        raise ConfigError(f"nfe must be at least 1, got {cfg.nfe}")
     _check(cfg)
     rs = restoration_spec(spec)
     t0 = time.perf_counter()
