@@ -31,5 +31,9 @@ class CorruptFileError(SuiteError, ValueError):
     """A data file that cannot be read (truncated, wrong layout); the message names the file."""
 
 
+class RunMismatchError(SuiteError, ValueError):
+    """A run directory (checkpoint, run.json) made with other arguments or other code than the command's."""
+
+
 class RunExistsError(SuiteError):
     """A run directory that already holds a finished run."""

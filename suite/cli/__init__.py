@@ -38,6 +38,7 @@ app.add_typer(data_app, name="data")
 from . import runs  # noqa: E402,F401,I001
 from . import records  # noqa: E402,F401
 from . import tools  # noqa: E402,F401
+from . import behaviour  # noqa: E402,F401
 from . import data  # noqa: E402,F401
 
 

@@ -1,4 +1,4 @@
-"""`suite bench`, `suite behaviour`, `suite study`, `suite new-method`."""
+"""`suite bench`, `suite study`, `suite new-method`."""
 
 from __future__ import annotations
 
@@ -37,16 +37,6 @@ def bench(
                 continue
             for row in module.run(quick=quick):
                 typer.echo(json.dumps(row))
-
-
-@app.command("behaviour", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
-def behaviour(ctx: typer.Context):
-    """Train SAC behaviour policies and select the dataset levels from their snapshots
-    (arguments go to `python -m suite.behaviour`: `train ENV --steps N --seed S --out DIR [--resume]`,
-    `select ENV --run DIR`)."""
-    from ..behaviour import main as behaviour_main
-
-    behaviour_main(list(ctx.args))
 
 
 @app.command("study", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})

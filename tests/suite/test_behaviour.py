@@ -11,8 +11,12 @@ import torch
 from safetensors.torch import load_file
 
 import suite.behaviour as behaviour
+import suite.behaviour.train as behaviour_train
 from agents.nets import TanhGaussianPolicy
 from agents.sac import SACConfig, load_behaviour_policy
+from suite.cli import main
+from suite.data.buffer import ReplayBuffer
+from suite.evaluation import evaluate_policy
 
 ENV = "Hopper-v5"  # MuJoCo with contacts and terminations: the hard case for an exact resume
 SMALL = SACConfig(hidden=(32, 32), batch_size=32)
@@ -50,7 +54,7 @@ def test_resume_after_interruption_is_exact(tmp_path, monkeypatch):
     full = behaviour.train_sac(ENV, 200, 0, tmp_path / "full", **KW)
 
     calls = {"n": 0}
-    original = behaviour._save_checkpoint
+    original = behaviour_train.save_checkpoint
 
     def save_then_die(path, state):  # the process is killed right after its second checkpoint (step 140)
         original(path, state)
@@ -58,10 +62,10 @@ def test_resume_after_interruption_is_exact(tmp_path, monkeypatch):
         if calls["n"] == 2:
             raise _Interrupt
 
-    monkeypatch.setattr(behaviour, "_save_checkpoint", save_then_die)
+    monkeypatch.setattr(behaviour_train, "save_checkpoint", save_then_die)
     with pytest.raises(_Interrupt):
         behaviour.train_sac(ENV, 200, 0, tmp_path / "cut", **KW)
-    monkeypatch.setattr(behaviour, "_save_checkpoint", original)
+    monkeypatch.setattr(behaviour_train, "save_checkpoint", original)
     from suite.checkpoint import load_checkpoint
 
     assert load_checkpoint(tmp_path / "cut" / "checkpoint")["step"] == 140
@@ -89,13 +93,13 @@ def test_finished_run_can_be_extended(tmp_path):
 def test_evaluate_policy_is_reproducible():
     torch.manual_seed(0)
     policy = TanhGaussianPolicy(11, 3, (16, 16))
-    a = behaviour.evaluate_policy(policy, ENV, episodes=4, seed=5, deterministic=False)
+    a = evaluate_policy(policy, ENV, episodes=4, seed=5, deterministic=False)
     state = torch.get_rng_state()
-    b = behaviour.evaluate_policy(policy, ENV, episodes=4, seed=5, deterministic=False)
+    b = evaluate_policy(policy, ENV, episodes=4, seed=5, deterministic=False)
     assert torch.equal(state, torch.get_rng_state())  # the caller's random stream is untouched
     assert a["returns"] == b["returns"] and len(a["returns"]) == 4
-    c = behaviour.evaluate_policy(policy, ENV, episodes=4, seed=5, deterministic=True, num_envs=3)
-    d = behaviour.evaluate_policy(policy, ENV, episodes=4, seed=5, deterministic=True)
+    c = evaluate_policy(policy, ENV, episodes=4, seed=5, deterministic=True, num_envs=3)
+    d = evaluate_policy(policy, ENV, episodes=4, seed=5, deterministic=True)
     # episode i depends on seed + i only, not on the batching (up to matmul rounding, which varies with
     # the batch size)
     assert c["returns"] == pytest.approx(d["returns"], rel=1e-6)
@@ -140,8 +144,8 @@ def test_select_levels_writes_policies_and_manifests(tmp_path):
     assert ref["episodes"] == 3 and ref["random_return"] < 100
 
 
-def _filled(capacity: int, n: int) -> behaviour.ReplayBuffer:
-    buf = behaviour.ReplayBuffer(2, 1, capacity)
+def _filled(capacity: int, n: int) -> ReplayBuffer:
+    buf = ReplayBuffer(2, 1, capacity)
     for i in range(n):
         buf.add([i, i], [0.0], float(i), [i, i], False)
     return buf
@@ -160,8 +164,30 @@ def test_replay_buffer_changes_capacity_keeping_chronology(capacity, n, new_capa
     state = _filled(capacity, n).state_dict()
     if legacy:
         del state["capacity"]
-    buf = behaviour.ReplayBuffer(2, 1, new_capacity)
+    buf = ReplayBuffer(2, 1, new_capacity)
     buf.load_state_dict(state)
     assert buf.arrays["rewards"][: buf.size].tolist() == expected
     buf.add([9, 9], [0.0], 9.0, [9, 9], False)  # the next write never overwrites kept data
     assert sorted(buf.arrays["rewards"][: buf.size].tolist()) == sorted(expected + [9])[-new_capacity:]
+
+
+def test_cli_keeps_the_flags_of_running_jobs(tmp_path, capsys):
+    """The flags long training jobs and the documented resume and select commands use (README, policies README)."""
+    out = tmp_path / "run"
+    train = ["behaviour", "train", ENV, "--steps", "{}", "--seed", "0", "--out", str(out), "--start-steps", "20",
+             "--eval-every", "20000", "--eval-episodes", "10", "--snapshot-every", "15", "--checkpoint-every", "50000",
+             "--threads", "1", "--no-progress"]
+    assert main([a.format(30) for a in train]) == 0
+    assert main([a.format(45) for a in train] + ["--resume"]) == 0
+    info = json.loads((out / "run.json").read_text())
+    assert info["command"].startswith(f"python -m suite.behaviour train {ENV} --steps 30 --seed 0 --out {out}")
+    assert info["resumes"][0]["from_step"] == 30 and info["eval_every"] == 20000
+    assert main([a.format(45) for a in train]) == 2  # a checkpoint exists and --resume is missing: one line
+    assert "exists" in capsys.readouterr().err
+    assert main(["behaviour", "select", ENV, "--run", str(out), "--dest", str(tmp_path / "pol"), "--screen-episodes",
+                 "10", "--candidates", "3", "--replay-episodes", "5", "--deterministic-episodes", "5",
+                 "--final-episodes", "2", "--max-replay", "2", "--threads", "1"]) == 0
+    assert set(json.loads(capsys.readouterr().out)) == {"expert", "medium"}
+    assert (tmp_path / "pol" / ENV / "expert.json").exists()
+    assert main(["behaviour", "train", "Walker2d-v5", "--steps", "45", "--out", str(out), "--resume"]) == 2
+    assert "not Walker2d-v5" in capsys.readouterr().err  # another env's checkpoint: one line, no traceback

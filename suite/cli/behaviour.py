@@ -1,0 +1,101 @@
+"""`suite behaviour train` and `suite behaviour select`: the behaviour policies the suite's datasets are built
+from (`suite.behaviour`). The flags are those of the first, argparse, version of these commands: long runs
+and their documented resume commands use them."""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated
+
+import typer
+
+from ..errors import SuiteError
+from . import app
+
+behaviour_app = typer.Typer(
+    no_args_is_help=True, help="Train SAC behaviour policies and select the dataset levels from their snapshots."
+)
+app.add_typer(behaviour_app, name="behaviour")
+
+
+def _threads(n: int) -> None:
+    if n < 1:
+        raise SuiteError("--threads must be at least 1")
+    import torch
+
+    torch.set_num_threads(n)
+
+
+@behaviour_app.command("train")
+def train(
+    env: Annotated[str, typer.Argument(help="Gymnasium environment id, e.g. Hopper-v5")],
+    steps: Annotated[int, typer.Option(help="environment steps in all (larger than a finished run's extends it)")],
+    out: Annotated[str, typer.Option(help="run directory (run.json, tb/, snapshots/, checkpoint/)")],
+    seed: Annotated[int, typer.Option(help="seeds everything")] = 0,
+    resume: Annotated[bool, typer.Option("--resume", help="continue from the run's checkpoint, exactly")] = False,
+    start_steps: Annotated[int, typer.Option("--start-steps", help="uniform-random steps first")] = 5000,
+    eval_every: Annotated[int, typer.Option("--eval-every", help="deterministic evaluation every K steps")] = 10_000,
+    eval_episodes: Annotated[int, typer.Option("--eval-episodes", help="episodes per evaluation")] = 10,
+    snapshot_every: Annotated[int, typer.Option("--snapshot-every", help="actor snapshot every K steps")] = 10_000,
+    checkpoint_every: Annotated[int, typer.Option("--checkpoint-every", help="checkpoint every K steps")] = 20_000,
+    threads: Annotated[int, typer.Option(help="torch intra-op threads")] = 1,
+    no_progress: Annotated[bool, typer.Option("--no-progress", help="no progress bar")] = False,
+):
+    """Train SAC and write snapshots and checkpoints (SIGTERM/SIGINT stop it with a checkpoint written)."""
+    from ..behaviour import train_sac
+
+    _threads(threads)
+    # the command recorded in run.json keeps the spelling of the first runs (python -m suite.behaviour still works)
+    cmd = (
+        f"python -m suite.behaviour train {env} --steps {steps} --seed {seed} "
+        f"--out {out} --start-steps {start_steps} --eval-every {eval_every} "
+        f"--eval-episodes {eval_episodes} --snapshot-every {snapshot_every} "
+        f"--checkpoint-every {checkpoint_every}"
+    )
+    train_sac(
+        env,
+        steps,
+        seed,
+        out,
+        start_steps=start_steps,
+        eval_every=eval_every,
+        eval_episodes=eval_episodes,
+        snapshot_every=snapshot_every,
+        checkpoint_every=checkpoint_every,
+        resume=resume,
+        progress=not no_progress,
+        command=cmd,
+    )
+
+
+@behaviour_app.command("select")
+def select(
+    env: Annotated[str, typer.Argument(help="Gymnasium environment id the run trained")],
+    run: Annotated[str, typer.Option(help="the training run's directory")],
+    dest: Annotated[str | None, typer.Option(help="where to ship the policies (default: suite/data/policies)")] = None,
+    screen_episodes: Annotated[int, typer.Option("--screen-episodes", help="episodes per snapshot screen")] = 5,
+    final_episodes: Annotated[int, typer.Option("--final-episodes", help="episodes for expert/medium")] = 100,
+    replay_episodes: Annotated[int, typer.Option("--replay-episodes", help="episodes per replay policy")] = 20,
+    deterministic_episodes: Annotated[int, typer.Option(
+        "--deterministic-episodes", help="deterministic-action episodes for expert/medium")] = 20,
+    candidates: Annotated[int, typer.Option(help="snapshots compared over --final-episodes per level")] = 2,
+    max_replay: Annotated[int, typer.Option("--max-replay", help="most snapshots in medium-replay")] = 5,
+    threads: Annotated[int, typer.Option(help="torch intra-op threads")] = 1,
+):
+    """Pick expert/medium/medium-replay policies from a run's snapshots and ship them with manifests."""
+    from ..behaviour import POLICY_ROOT, select_levels
+
+    _threads(threads)
+    result = select_levels(
+        run,
+        env,
+        dest_root=POLICY_ROOT if dest is None else dest,
+        screen_episodes=screen_episodes,
+        final_episodes=final_episodes,
+        replay_episodes=replay_episodes,
+        deterministic_episodes=deterministic_episodes,
+        n_candidates=candidates,
+        max_replay=max_replay,
+    )
+    summary = {k: v["evaluation"] for k, v in result.items() if k in ("expert", "medium")}
+    typer.echo(json.dumps(summary, indent=2))
