@@ -17,22 +17,17 @@ import subprocess
 import sys
 
 _CHILD = r"""
-import json, sys, time, torch
+import json, sys, torch
 threads, n = int(sys.argv[1]), int(sys.argv[2])
 torch.set_num_threads(threads)
 from agents.odice import ODICE, ODICEConfig
 from suite.allocator import keep_freed_memory
-from suite.bench.agents_odice import _batch
+from suite.bench.timing import random_batches, time_block
 keep_freed_memory()
-g = torch.Generator().manual_seed(0)
 agent = ODICE(ODICEConfig(), 17, 6)
-batches = [_batch(17, 6, 256, g) for _ in range(16)]
-for i in range(20):
-    agent.update(batches[i % 16])
-t = time.perf_counter()
-for i in range(n):
-    agent.update(batches[i % 16])
-print(json.dumps({"updates_per_s": n / (time.perf_counter() - t)}))
+batches = random_batches(16, 17, 6)
+time_block(agent.update, batches, 20)  # warm-up
+print(json.dumps({"updates_per_s": 1 / time_block(agent.update, batches, n)[0]}))
 """
 
 _SPIN = "while True:\n    pass\n"

@@ -200,7 +200,7 @@ def test_learns_point_goal_from_expert_heavy_data():
 
 def test_corl_reference_update_runs():
     """The benchmark's re-creation of CORL's CQL step runs and logs finite values (guards it against rot)."""
-    from suite.bench.agents_baselines import CorlCQL
+    from tests.reference.corl import CorlCQL
 
     torch.manual_seed(0)
     ref = CorlCQL(3, 2, CQLConfig(**SMALL))

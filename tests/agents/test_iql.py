@@ -12,8 +12,8 @@ import torch
 from torch.distributions import Normal
 
 from agents.iql import IQL, IQLConfig, awr_actor_loss, expectile_loss, gaussian_log_prob
-from suite.bench.agents_baselines import CorlIQL, _pair_to_ensemble, load_corl_iql
 from tests.agents import toy
+from tests.reference.corl import CorlIQL, load_corl_iql, pair_to_ensemble
 
 SMALL = dict(hidden=(32, 32))
 
@@ -82,10 +82,10 @@ def test_updates_match_corl_update_step():
         ref.update(batch)
         agent.update(batch)
     sd = agent.critic.state_dict()
-    for k, v in _pair_to_ensemble(ref.qf.q1, ref.qf.q2).items():
+    for k, v in pair_to_ensemble(ref.qf.q1, ref.qf.q2).items():
         torch.testing.assert_close(sd[k], v, rtol=1e-9, atol=1e-9)
     sd = agent.critic_target.state_dict()
-    for k, v in _pair_to_ensemble(ref.q_target.q1, ref.q_target.q2).items():
+    for k, v in pair_to_ensemble(ref.q_target.q1, ref.q_target.q2).items():
         torch.testing.assert_close(sd[k], v, rtol=1e-9, atol=1e-9)
     for a, b in zip(agent.value.parameters(), ref.vf.parameters(), strict=True):
         torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-9)
@@ -152,7 +152,7 @@ def test_learns_point_goal_from_expert_heavy_data():
 
 def test_benchmark_harness_smoke():
     """The benchmark harness on tiny networks: it alternates both updates and reports ratios."""
-    from suite.bench.agents_baselines import compare
+    from suite.bench.timing import compare
 
     torch.manual_seed(0)
     cfg = IQLConfig(hidden=(8, 8))

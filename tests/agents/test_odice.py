@@ -16,8 +16,8 @@ import torch
 from agents.base import config_from_dict
 from agents.bc import BC, BCConfig
 from agents.odice import ODICE, TASK_KINDS, ODICEConfig
-from suite.bench.agents_odice import OfficialODICE, _twin_to_ensemble_state, load_official_into
 from tests.agents import toy
+from tests.reference.odice_official import OfficialODICE, load_official_into, twin_to_ensemble_state
 
 CONFIG_DIR = Path(__file__).resolve().parents[2] / "agents" / "configs" / "odice"
 TINY = ODICEConfig(value_hidden=(8, 8), policy_hidden=(16, 16))
@@ -131,9 +131,9 @@ def test_matches_official_update_step(float64, gradient, f_divergence):
         ref = official.update(batch)
         metrics = agent.update(batch)
         assert float(metrics["policy_loss"]) == pytest.approx(ref["policy_loss"], rel=1e-10, abs=1e-12)
-    for key, value in _twin_to_ensemble_state(official.vf).items():
+    for key, value in twin_to_ensemble_state(official.vf).items():
         torch.testing.assert_close(agent.value.state_dict()[key], value, rtol=1e-9, atol=1e-12)
-    for key, value in _twin_to_ensemble_state(official.vf_target).items():
+    for key, value in twin_to_ensemble_state(official.vf_target).items():
         torch.testing.assert_close(agent.value_target.state_dict()[key], value, rtol=1e-9, atol=1e-12)
     for key, value in official.policy.state_dict().items():
         torch.testing.assert_close(agent.policy.state_dict()[key], value, rtol=1e-9, atol=1e-12)
@@ -248,8 +248,8 @@ def test_learns_better_than_bc_on_mixed_data():
 
 def test_benchmark_case_runs():
     """Smoke test of the speed benchmark's case (no timing assertions: speed belongs to benchmarks)."""
-    from suite.bench.agents_odice import _batch, _case
+    from suite.bench.agents_odice import time_case
+    from suite.bench.timing import random_batches
 
-    gen = torch.Generator().manual_seed(0)
-    row = _case("orthogonal", 1, [_batch(11, 3, 32, gen) for _ in range(3)], blocks=1)
+    row = time_case("orthogonal", 1, random_batches(3, batch_size=32), blocks=1)
     assert row["threads"] == 1 and row["ours_updates_per_s"] > 0 and row["official_updates_per_s"] > 0

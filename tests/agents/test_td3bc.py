@@ -12,8 +12,8 @@ import pytest
 import torch
 
 from agents.td3bc import TD3BC, TD3BCConfig, actor_loss, critic_head, smoothed_target_actions
-from suite.bench.agents_baselines import CorlTD3BC, _pair_to_ensemble, load_corl_td3bc
 from tests.agents import toy
+from tests.reference.corl import CorlTD3BC, load_corl_td3bc, pair_to_ensemble
 
 SMALL = dict(hidden=(32, 32))
 
@@ -139,10 +139,10 @@ def test_updates_match_corl_update_step():
         torch.manual_seed(100 + t)
         agent.update(batch)
     sd = agent.critic.state_dict()
-    for k, v in _pair_to_ensemble(ref.critic_1, ref.critic_2).items():
+    for k, v in pair_to_ensemble(ref.critic_1, ref.critic_2).items():
         torch.testing.assert_close(sd[k], v, rtol=1e-10, atol=1e-10)
     sd = agent.critic_target.state_dict()
-    for k, v in _pair_to_ensemble(ref.critic_1_target, ref.critic_2_target).items():
+    for k, v in pair_to_ensemble(ref.critic_1_target, ref.critic_2_target).items():
         torch.testing.assert_close(sd[k], v, rtol=1e-10, atol=1e-10)
     for a, b in zip(agent.actor.net.parameters(), ref.actor.parameters(), strict=True):
         torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-10)

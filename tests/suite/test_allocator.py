@@ -17,10 +17,10 @@ from suite.allocator import keep_freed_memory
 applied = keep_freed_memory()
 torch.set_num_threads(1)
 from agents.odice import ODICE, ODICEConfig
-from suite.bench.agents_odice import _batch
+from suite.bench.timing import random_batch
 torch.manual_seed(0)
 agent = ODICE(ODICEConfig(), 11, 3)  # hopper-sized O-DICE: temporaries of 0.25-4 MiB per update
-batch = _batch(11, 3, 256, torch.Generator().manual_seed(0))
+batch = random_batch(11, 3, 256, torch.Generator().manual_seed(0))
 for _ in range(10):  # warm-up: Adam state, the heap's working size
     agent.update(batch)
 f0 = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
