@@ -1,11 +1,13 @@
 """Method registry: method name -> lazy entry point of its agent (or sampler run function), its config
 dataclass, and the task kinds it supports. Plus config resolution: dataclass defaults (the paper's) <-
-per-task config file (``agents/configs/<method>/<task>.json``) <- ``--set key=value`` overrides."""
+per-task config file (``agents/configs/<method>/<task id>.json``, see `task_config_file`) <- ``--set key=value``
+overrides."""
 
 from __future__ import annotations
 
 import dataclasses
 import json
+import re
 import typing
 from dataclasses import dataclass
 from pathlib import Path
@@ -116,8 +118,11 @@ def _parse_value(text: str, tp: Any, key: str) -> Any:
 
 
 def task_config_file(method: str, task_id: str) -> Path:
-    name = task_id.split("/")[-1].rsplit("-v", 1)[0]
-    return CONFIG_ROOT / method / f"{name}.json"
+    """The per-task config file: the full task id, namespace included, without its version, so a D4RL task
+    and a suite task of the same name have files of their own (`hopper-medium-v1` ->
+    ``<method>/hopper-medium.json``, `d4rl/hopper-medium-v2` -> ``<method>/d4rl/hopper-medium.json``). Every
+    version of a task shares its file: a new version changes the data, not the method's settings."""
+    return CONFIG_ROOT / method / f"{re.sub(r'-v[0-9]+$', '', task_id)}.json"
 
 
 def resolve_config(method: MethodSpec, task_id: str, overrides: dict[str, str] | None = None):

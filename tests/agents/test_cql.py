@@ -207,12 +207,3 @@ def test_corl_reference_update_runs():
     log = ref.update(_batch(3, 2))
     assert all(math.isfinite(v) for v in log.values())
     assert log["cql_qf1_diff"] > 0  # logsumexp over 3k actions exceeds the data action's value at init
-
-
-def test_per_task_config_files_are_valid():
-    """AntMaze files switch on the Lagrange variant (CQL's AntMaze protocol); every file resolves."""
-    configs = toy.per_task_configs("cql", CQLConfig)
-    assert any("antmaze" in name for name, _ in configs)
-    for name, cfg in configs:
-        if "antmaze" in name:
-            assert cfg.cql_lagrange and cfg.cql_target_action_gap == 5.0 and cfg.actor_lr == 1e-4

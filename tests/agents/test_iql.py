@@ -133,14 +133,6 @@ def test_state_dict_round_trip_continues_identically():
     assert a.optim.param_groups[2]["lr"] == b.optim.param_groups[2]["lr"]
 
 
-def test_per_task_config_files_are_valid():
-    configs = toy.per_task_configs("iql", IQLConfig)
-    assert any("antmaze" in name for name, _ in configs)
-    for name, cfg in configs:
-        if "antmaze" in name:
-            assert (cfg.expectile, cfg.temperature, cfg.reward_transform) == (0.9, 10.0, "antmaze")
-
-
 def test_learns_point_goal_from_expert_heavy_data():
     # the toy's 40-step episodes make "return_range" scale rewards ~25x more than on 1000-step MuJoCo
     # episodes; unscaled rewards (about -1 per step) are the MuJoCo-like regime here

@@ -138,15 +138,15 @@ def assert_continues_identically(a, b, batches, modules=(), torch_seed: int = 50
 
 
 def per_task_configs(method: str, config_cls) -> list[tuple[str, object]]:
-    """(file name, resolved config) for every committed `agents/configs/<method>/*.json` (keys starting with
-    '_' are comments); resolving raises on unknown keys or invalid values."""
+    """(task id without version, resolved config) for every committed `agents/configs/<method>/**/*.json`
+    (keys starting with '_' are comments); resolving raises on unknown keys or invalid values."""
     from agents.base import config_from_dict
 
     root = Path(__file__).resolve().parents[2] / "agents" / "configs" / method
     out = []
-    for f in sorted(root.glob("*.json")):
+    for f in sorted(root.rglob("*.json")):
         values = {k: v for k, v in json.loads(f.read_text()).items() if not k.startswith("_")}
-        out.append((f.name, config_from_dict(config_cls, values)))
+        out.append((f.relative_to(root).with_suffix("").as_posix(), config_from_dict(config_cls, values)))
     return out
 
 
