@@ -28,9 +28,11 @@ def load_entry_point(ref: str):
     return obj
 
 
-def closest(name: str, candidates: list[str], n: int = 3) -> list[str]:
-    """The registered names closest to `name` (difflib ratio), best first."""
-    return difflib.get_close_matches(name, candidates, n=n, cutoff=0.5)
+def did_you_mean(name: str, candidates: list[str], n: int = 3) -> str:
+    """"; did you mean 'a', 'b'?" naming the candidates closest to `name` (difflib ratio, best first), or ""
+    when none is close: the one suggestion every unknown id, task or recipe gets."""
+    hints = difflib.get_close_matches(name, candidates, n=n, cutoff=0.5)
+    return "; did you mean " + ", ".join(repr(h) for h in hints) + "?" if hints else ""
 
 
 class Registry(Generic[T]):
@@ -77,10 +79,5 @@ class Registry(Generic[T]):
 
     def unknown(self, id: str, candidates: list[str] | None = None) -> UnknownIdError:
         names = candidates if candidates is not None else self.ids()
-        hints = closest(id, names)
-        msg = f"unknown {self.kind} {id!r}"
-        if hints:
-            msg += "; did you mean " + ", ".join(repr(h) for h in hints) + "?"
-        else:
-            msg += f"; see `python -m suite ls {self.kind}s`"
-        return UnknownIdError(msg)
+        hint = did_you_mean(id, names) or f"; see `python -m suite ls {self.kind}s`"
+        return UnknownIdError(f"unknown {self.kind} {id!r}{hint}")

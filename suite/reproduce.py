@@ -44,14 +44,13 @@ def list_recipes() -> list[str]:
 
 
 def load_recipe(name_or_path: str) -> Recipe:
-    from .registry import closest
+    from .registry import did_you_mean
 
     path = Path(name_or_path)
     if not path.exists():
         path = RECIPES / f"{name_or_path}.json"
     if not path.exists():
-        close = closest(name_or_path, list_recipes())
-        hint = f"; did you mean {', '.join(close)}?" if close else ""
+        hint = did_you_mean(name_or_path, list_recipes())
         raise SuiteError(f"unknown recipe {name_or_path!r}{hint} (known: {', '.join(list_recipes())})")
     try:
         d = json.loads(path.read_text())

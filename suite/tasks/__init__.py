@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..errors import UnknownIdError
-from ..registry import Registry, closest
+from ..registry import Registry
 
 TASK_KINDS = ("offline-rl", "offline-il", "generation", "restoration")
 _ID_RE = re.compile(r"^(?:(?P<ns>[A-Za-z0-9_.\-/]+)/)?(?P<name>[A-Za-z0-9_.\-]+?)(?:-v(?P<version>\d+))?$")
@@ -133,14 +133,7 @@ class TaskRegistry(Registry[TaskSpec]):
             if versions:
                 return f"{prefix}-v{max(versions)}"
         unversioned = sorted({i.rsplit("-v", 1)[0] for i in self._entries})
-        hints = closest(task_id, unversioned + self.ids())
-        msg = f"unknown task {task_id!r}"
-        msg += (
-            ("; did you mean " + ", ".join(repr(h) for h in hints) + "?")
-            if hints
-            else "; see `python -m suite ls tasks`"
-        )
-        raise UnknownIdError(msg)
+        raise self.unknown(task_id, unversioned + self.ids())
 
     def get(self, task_id: str) -> TaskSpec:
         return self._entries[self.resolve(task_id)]

@@ -26,7 +26,7 @@ def test_shipped_recipes_expand_to_their_tables():
     assert len(corl) == 4 * 9 * 4 and {m for m, *_ in corl} == {"bc", "td3bc", "iql", "cql"}
     assert ("iql", "d4rl/hopper-medium-replay-v2", 3, 1_000_000) in corl
     assert len(expand(load_recipe("odice-d4rl-mujoco"), seeds=2, steps=10)) == 18
-    with pytest.raises(SuiteError, match="did you mean corl-d4rl-mujoco"):
+    with pytest.raises(SuiteError, match="did you mean 'corl-d4rl-mujoco'"):
         load_recipe("corl-d4rl")
 
 
