@@ -164,6 +164,8 @@ class OfficialODICE:
         return {"policy_loss": self._policy_update(observations, actions, pi_residual)}
 
     def semi_update(self, observations, actions, next_observations, rewards, terminals):
+        # deliberately a copy of true_update but for V(s') from the target network: the official code is
+        # written this way, and the re-creation follows it line for line
         c = self.config
         with torch.no_grad():
             target_v_next = self.vf_target(next_observations)
