@@ -15,12 +15,13 @@ every ``check_every`` iterations (one sync per check). Loops are run in chunks s
 from __future__ import annotations
 
 import math
+import types
+import warnings
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 
-from . import _fast
 from .controllers import ConstantStepSize, PIDController, StepTo
 from .errors import SolveConfigError
 from .methods._base import bview
@@ -158,6 +159,12 @@ def _checkpointed(fn, carry, use_checkpoint):
     return checkpoint(fn, *carry, use_reentrant=False)
 
 
+def _fixed_step(terms, solver, t, dt, y, *st):
+    """One fixed-grid step (the unit compiled by ``solve(..., compile=True)`` on fixed grids)."""
+    y1, _, dense, st1 = solver.step(terms, t, y, dt, st)
+    return y1, dense, tuple(st1)
+
+
 def integrate_fixed(p: Problem, checkpoint_every: int | None = None, step_hook=None) -> Solution:
     terms, solver, y0 = p.terms, p.solver, p.y0
     grid = fixed_grid(p)
@@ -183,24 +190,20 @@ def integrate_fixed(p: Problem, checkpoint_every: int | None = None, step_hook=N
         raise SolveConfigError("SaveAt(steps=True) is not supported with CheckpointAdjoint")
     steps_ys = [y0] if save_steps else None
 
-    def one_step(t, dt, y, *st):
-        y1, _, dense, st1 = solver.step(terms, t, y, dt, st)
-        return y1, dense, tuple(st1)
-
-    step_fn = None
+    key = None
     if p.compile:
-        mode = p.compile if isinstance(p.compile, str) else None
-        step_fn = torch.compile(one_step, mode=mode, dynamic=False)
+        key = _compile_key(_fixed_step, p.compile if isinstance(p.compile, str) else None, terms, solver, y0)
 
     def run_chunk(lo, hi):
         def fn(y, *rest):
             st, bf = rest[:ns], (rest[ns] if buf is not None else None)
             for k in range(lo, hi):
                 t, dt = t_list[k], dt_list[k]
-                if step_fn is None:  # eager: call the solver directly (least Python overhead per step)
+                out = _try_compiled(key, terms, solver, t, dt, y, *st) if key is not None else None
+                if out is None:  # eager (or compile failed): the same step, called directly
                     y1, _, dense, st = solver.step(terms, t, y, dt, st)
                 else:
-                    y1, dense, st = step_fn(t, dt, y, *st)
+                    y1, dense, st = out
                 if bf is not None:
                     bf = saver.update(bf, solver, dense, t, dt)
                 if step_hook is not None:
@@ -235,6 +238,118 @@ def _select(mask, new, old):
     return tuple(torch.where(bview(mask, n), n, o) for n, o in zip(new, old, strict=True))
 
 
+def _adaptive_iteration(terms, solver, ctrl, saver, t1, direction, carry):
+    """One iteration of the adaptive loop for every sample: step, controller update, accept/reject.
+
+    ``carry = (t, y, dt, done, status, nsteps, iters, e1, e2, bf, *state)``; finished samples take a zero-length
+    step and keep their values. Returns ``(carry, acc, dt_step, dense)``. The eager loop, the compiled chunks
+    and the compiled ``while_loop`` all run this function, so they cannot drift apart.
+    """
+    t, y, dt, done, status, nsteps, iters, e1, e2, bf = carry[:10]
+    st = tuple(carry[10:])
+    rem = t1 - t
+    last = (dt - rem) * direction >= 0
+    dt_step = torch.where(done, 0.0, torch.where(last, rem, dt))
+    y1, err, dense, st1 = solver.step(terms, t, y, dt_step, st)
+    with torch.no_grad():
+        active = ~done
+        accept, dt_new, errn, small = ctrl.update(
+            err.detach(), y.detach(), y1.detach(), dt_step, active, e1, e2, solver.order, direction
+        )
+        acc = accept & active
+    if bf is not None:
+        bf = saver.update(bf, solver, dense, t, dt_step, mask=acc)
+    y = torch.where(bview(acc, y), y1, y)
+    st = _select(acc, st1, st)
+    with torch.no_grad():
+        t = torch.where(acc, torch.where(last, t1, t + dt_step), t)
+        nsteps = nsteps + acc
+        iters = iters + active
+        if ctrl.uses_history:
+            e2 = torch.where(acc, e1, e2)
+            e1 = torch.where(acc, errn, e1)
+        dt = torch.where(active, dt_new, dt)
+        done = done | (acc & last)
+        if small is not None:
+            status = torch.where(small, int(Status.STEP_SIZE_TOO_SMALL), status)
+            done = done | small
+    return (t, y, dt, done, status, nsteps, iters, e1, e2, bf, *st), acc, dt_step, dense
+
+
+def _adaptive_chunk(terms, solver, ctrl, saver, t1, direction, count, carry):
+    """``count`` iterations in a row (the unit between two "all done?" checks, and the unit compiled with
+    autograd on: one compiled call serves ``count`` steps)."""
+    for _ in range(count):
+        carry = _adaptive_iteration(terms, solver, ctrl, saver, t1, direction, carry)[0]
+    return carry
+
+
+def _adaptive_while(terms, solver, ctrl, saver, t1, direction, max_steps, carry):
+    """The whole adaptive solve as one ``while_loop`` (compiled without autograd: no host sync, no Python per
+    step). ``bf`` (the SaveAt buffer) is carried only when present: ``while_loop`` carries tensors."""
+    from torch._higher_order_ops import while_loop
+
+    has_bf = carry[9] is not None
+    head, tail = carry[:9], carry[10:]
+
+    def pack(c):
+        return c[:9] + ((c[9],) if has_bf else ()) + c[10:]
+
+    def unpack(c):
+        return c[:9] + ((c[9],) if has_bf else (None,)) + c[9 + has_bf :]
+
+    def cond(it, *c):
+        return (it < max_steps) & ~c[3].all()
+
+    def body(it, *c):
+        out = pack(_adaptive_iteration(terms, solver, ctrl, saver, t1, direction, unpack(c))[0])
+        # while_loop refuses outputs that alias inputs (e.g. e1/e2 without PID history): copy those
+        return (it + 1, *(o.clone() if o is i else o for o, i in zip(out, c, strict=True)))
+
+    it0 = torch.zeros((), dtype=torch.int64, device=carry[1].device)
+    init = (it0, *head, *((carry[9],) if has_bf else ()), *tail)
+    out = while_loop(cond, body, tuple(x.contiguous() for x in init))  # carried strides must match the body's
+    return unpack(tuple(out[1:]))
+
+
+_COMPILED: dict = {}
+_COMPILE_FAILED: set = set()
+
+
+def _compile_key(fn, mode, terms, solver, y0):
+    vf = getattr(terms, "vector_field", None) or getattr(terms, "drift", None)
+    return (fn, mode, type(terms), type(solver), getattr(vf, "__code__", None), y0.dtype, y0.device.type)
+
+
+def _compiled(key):
+    """``torch.compile`` of ``key[0]``, once per key (loop function, mode, term/solver types, the vector field's code,
+    dtype, device). Each key compiles a fresh copy of the function's code object, so that dynamo's per-code cache
+    (and its recompile limit) is per problem kind: its guards reuse the compiled code across solves with new term
+    objects, closures over the same model and new tensors of the same shapes, and inductor keeps the kernels in
+    its on-disk cache between processes."""
+    if key not in _COMPILED:
+        fn, mode = key[0], key[1]
+        copy = types.FunctionType(fn.__code__.replace(), fn.__globals__, fn.__name__, fn.__defaults__, fn.__closure__)
+        _COMPILED[key] = torch.compile(copy, fullgraph=True, dynamic=False, mode=mode)
+    return _COMPILED[key]
+
+
+def _try_compiled(key, *args):
+    """Run the compiled function of ``key``; if compiling fails (no C++ compiler, an untraceable vector field such
+    as one drawing from a ``torch.Generator``, an old torch), warn once per key and return ``None`` so that the
+    caller runs the same function eagerly."""
+    if key in _COMPILE_FAILED:
+        return None
+    try:
+        return _compiled(key)(*args)
+    except Exception as exc:  # noqa: BLE001 -- any compile failure falls back to the identical eager code
+        _COMPILE_FAILED.add(key)
+        lines = [ln for ln in str(exc).splitlines() if ln.strip()]
+        msg = lines[0][:200] if lines else type(exc).__name__
+        warnings.warn(f"solvers: torch.compile failed ({msg}); running eagerly", RuntimeWarning, stacklevel=4)
+        return None
+
+
 def integrate_adaptive(p: Problem, checkpoint_every: int | None = None, step_hook=None) -> Solution:
     terms, solver, y0, ctrl = p.terms, p.solver, p.y0, p.controller
     if not isinstance(ctrl, PIDController):
@@ -258,7 +373,7 @@ def integrate_adaptive(p: Problem, checkpoint_every: int | None = None, step_hoo
     done = t0 == t1
     status = torch.zeros(b, **int_kw)
     nsteps = torch.zeros(b, **int_kw)
-    nrej = torch.zeros(b, **int_kw)
+    iters = torch.zeros(b, **int_kw)
     e1 = torch.ones(b, dtype=y0.dtype, device=y0.device)
     e2 = torch.ones_like(e1)
     saver = _Saver(p)
@@ -267,88 +382,48 @@ def integrate_adaptive(p: Problem, checkpoint_every: int | None = None, step_hoo
     if save_steps and checkpoint_every:
         raise SolveConfigError("SaveAt(steps=True) is not supported with CheckpointAdjoint")
     hist = [] if save_steps else None
-    ns = len(state)
     fpstep = solver.fevals_per_step
-    order = solver.order
-    dtmin, dtmax = ctrl.dtmin, ctrl.dtmax
+    carry = (t0, y0, dt.contiguous(), done, status, nsteps, iters, e1, e2, buf, *state)
+    mode = p.compile if isinstance(p.compile, str) else None
+    compiled = bool(p.compile) and step_hook is None and hist is None
+    args = (terms, solver, ctrl, saver, t1, direction)
 
-    if _fast.eligible(solver, ctrl, y0, checkpoint_every):
-        scalar_dir = None
-        if _is_number(p.t0) and _is_number(p.t1):
-            scalar_dir = 1.0 if p.t1 >= p.t0 else -1.0
-        t, y, active, status, nsteps, iters, nfev, buf = _fast.run(
-            p, state, t0, t1, dt, direction, nfev, saver, buf, step_hook, hist, scalar_dir
-        )
-        return _finish(p, t0, t, y0, y, ~active, status, nsteps, iters, nfev, fpstep, saver, buf, hist)
-
-    history = ctrl.uses_history
-    zero = torch.zeros_like(t0)
-    inf = float("inf")
-
-    def body(t, y, dt, done, status, nsteps, nrej, nfev, e1, e2, bf, st):
-        # nrej counts active iterations here; rejections and evaluations are derived after the loop
-        rem = t1 - t
-        last = (dt - rem).mul_(direction) >= 0
-        dt_step = torch.where(done, zero, torch.where(last, rem, dt))
-        y1, err, dense, st1 = solver.step(terms, t, y, dt_step, st)
-        with torch.no_grad():
-            errn = ctrl.error_norm(err.detach(), y.detach(), y1.detach()).nan_to_num_(nan=inf)
-            accept = errn <= 1.0
-            fac = ctrl.factor(errn, e1, e2, order, accept)
-            dt_new = dt_step * fac
-            if dtmax is not None:
-                dt_new = dt_new.clamp_(-dtmax, dtmax)
-            active = ~done
-            acc = accept & active
-            small = None
-            if dtmin is not None:
-                small = active & ~accept & (dt_new.abs() < dtmin)
-                dt_new = torch.where(acc & (dt_new.abs() < dtmin), dtmin * direction, dt_new)
-        if bf is not None:
-            bf = saver.update(bf, solver, dense, t, dt_step, mask=acc)
-        if step_hook is not None:
-            step_hook(t, dt_step, acc, dense)
-        y = torch.where(bview(acc, y), y1, y)
-        st = _select(acc, st1, st)
-        with torch.no_grad():
-            t = torch.where(acc, torch.where(last, t1, t + dt_step), t)
-            nsteps = nsteps + acc
-            nrej = nrej + active
-            if history:
-                e2 = torch.where(acc, e1, e2)
-                e1 = torch.where(acc, errn, e1)
-            dt = torch.where(active, dt_new, dt)
-            done = done | (acc & last)
-            if small is not None:
-                status = torch.where(small, int(Status.STEP_SIZE_TOO_SMALL), status)
-                done = done | small
-        if hist is not None:
-            hist.append((t, y, acc))
-        return t, y, dt, done, status, nsteps, nrej, nfev, e1, e2, bf, st
+    if compiled and checkpoint_every is None and not torch.is_grad_enabled():
+        out = _try_compiled(_compile_key(_adaptive_while, mode, terms, solver, y0), *args, p.max_steps, carry)
+        if out is not None:
+            t, y, _, done, status, nsteps, iters = out[:7]
+            return _finish(p, t0, t, y0, y, done, status, nsteps, iters, nfev, fpstep, saver, out[9], hist)
 
     def run_chunk(count):
         def fn(*c):
-            t, y, dt, done, status, nsteps, nrej, nfev, e1, e2 = c[:10]
-            st = tuple(c[10 : 10 + ns])
-            bf = c[10 + ns] if buf is not None else None
+            c = c[:9] + (c[9] if buf is not None else None,) + c[9 + (buf is not None) :]
+            if compiled:
+                res = _try_compiled(_compile_key(_adaptive_chunk, mode, terms, solver, y0), *args, count, c)
+                if res is not None:
+                    return _strip(res)
             for _ in range(count):
-                t, y, dt, done, status, nsteps, nrej, nfev, e1, e2, bf, st = body(
-                    t, y, dt, done, status, nsteps, nrej, nfev, e1, e2, bf, st
-                )
-            return (t, y, dt, done, status, nsteps, nrej, nfev, e1, e2, *st) + ((bf,) if bf is not None else ())
+                t_start = c[0]
+                c, acc, dt_step, dense = _adaptive_iteration(*args, c)
+                if step_hook is not None:
+                    step_hook(t_start, dt_step, acc, dense)
+                if hist is not None:
+                    hist.append((c[0], c[1], acc))
+            return _strip(c)
 
         return fn
 
-    carry = (t0, y0, dt, done, status, nsteps, nrej, nfev, e1, e2, *state) + ((buf,) if buf is not None else ())
-    chunk = checkpoint_every or ctrl.check_every or (1 if y0.device.type == "cpu" else 8)
+    def _strip(c):  # checkpoint() needs tensors only: drop the absent SaveAt buffer
+        return c[:9] + ((c[9],) if c[9] is not None else ()) + tuple(c[10:])
+
+    chunk = checkpoint_every or ctrl.check_every or (4 if compiled else 1 if y0.device.type == "cpu" else 8)
+    flat = _strip(carry)
     it = 0
-    while it < p.max_steps and not bool(carry[3].all()):  # the one host sync per chunk
+    while it < p.max_steps and not bool(flat[3].all()):  # the one host sync per chunk
         count = min(chunk, p.max_steps - it)
-        carry = _checkpointed(run_chunk(count), carry, bool(checkpoint_every))
+        flat = _checkpointed(run_chunk(count), flat, bool(checkpoint_every))
         it += count
-    t, y, dt, done, status, nsteps, iters, nfev = carry[:8]
-    if buf is not None:
-        buf = carry[10 + ns]
+    t, y, _, done, status, nsteps, iters = flat[:7]
+    buf = flat[9] if buf is not None else None
     return _finish(p, t0, t, y0, y, done, status, nsteps, iters, nfev, fpstep, saver, buf, hist)
 
 

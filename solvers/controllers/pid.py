@@ -44,7 +44,7 @@ class PIDController:
 
     def error_norm(self, err: torch.Tensor, y0: torch.Tensor, y1: torch.Tensor) -> torch.Tensor:
         scale = torch.maximum(y0.abs(), y1.abs()).mul_(self.rtol).add_(self.atol)
-        r = err.div_(scale) if not err.requires_grad else err / scale
+        r = err / scale
         # vector_norm rather than sqrt: elementwise sqrt/exp run multi-threaded even on tiny tensors in
         # recent CPU builds, which costs milliseconds per call on a busy 2-core machine
         return torch.linalg.vector_norm(r.flatten(1), dim=1).mul_(r[0].numel() ** -0.5)
@@ -65,6 +65,26 @@ class PIDController:
             fac = fac * prev2.clamp(min=1e-12).pow(-b3)
         upper = torch.where(accept, self.factormax, 1.0)
         return torch.minimum(fac.clamp_(min=self.factormin), upper)
+
+    def update(self, err, y0, y1, dt_step, active, e1, e2, order: int, direction):
+        """The one controller update every adaptive loop uses (eager and compiled alike).
+
+        Returns ``(accept, dt_new, errn, small)`` per sample: ``accept`` (error norm ≤ 1, NaN rejected),
+        the proposed next step (clipped to ``dtmax``; raised to ``dtmin`` after an accepted step), the error
+        norm (for the PID history) and ``small`` (an active sample rejected with a proposal below ``dtmin``:
+        it stops with ``STEP_SIZE_TOO_SMALL``; ``None`` without ``dtmin``).
+        """
+        errn = self.error_norm(err, y0, y1).nan_to_num(nan=float("inf"))
+        accept = errn <= 1.0
+        dt_new = dt_step * self.factor(errn, e1, e2, order, accept)
+        if self.dtmax is not None:
+            dt_new = dt_new.clamp(-self.dtmax, self.dtmax)
+        small = None
+        if self.dtmin is not None:
+            small_dt = dt_new.abs() < self.dtmin
+            small = active & ~accept & small_dt
+            dt_new = torch.where(accept & active & small_dt, self.dtmin * direction, dt_new)
+        return accept, dt_new, errn, small
 
     def initial_step(self, terms, t0, y0, direction, order: int, f0=None, span=None):
         """Hairer, Nørsett & Wanner (II.4) starting step, per sample; returns |dt| and #evaluations."""

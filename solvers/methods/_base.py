@@ -95,6 +95,7 @@ class ExplicitRK(AbstractSolver):
             cls.fsal = cls.c[-1] == 1.0 and n > 1 and tuple(cls.a[-1]) == tuple(cls.b[:-1]) and cls.b[-1] == 0
             cls.fevals_per_step = n - 1 if cls.fsal else n
             cls.init_fevals = 1 if cls.fsal else 0
+            cls.rk_step = staticmethod(make_rk_step(cls.c, cls.a, cls.b, cls.b_error, cls.fsal))
 
     def init(self, terms, t0, y0):
         if self.fsal:
@@ -102,20 +103,46 @@ class ExplicitRK(AbstractSolver):
         return ()
 
     def step(self, terms, t, y, dt, state):
-        dtb = bview(dt, y)
-        k0 = state[0] if self.fsal else terms.vf(t, y)
-        ks = [k0]
-        n = len(self.b)
-        y1 = None
-        for i in range(1, n):
-            yi = torch.addcmul(y, dtb, lincomb(self.a[i], ks))
-            if self.fsal and i == n - 1:
-                y1 = yi
-            ks.append(terms.vf(torch.add(t, dt, alpha=self.c[i]), yi))
-        if y1 is None:
-            y1 = torch.addcmul(y, dtb, lincomb(self.b, ks))
-        err = None
-        if self.b_error is not None:
-            err = dtb * lincomb(self.b_error, ks)
+        y1, err, ks = type(self).rk_step(terms.vf, t, y, dt, state[0] if self.fsal else None)
         new_state = (ks[-1],) if self.fsal else ()
-        return y1, err, (y, y1, dtb, ks), new_state
+        return y1, err, (y, y1, bview(dt, y), ks), new_state
+
+
+def make_rk_step(c, a, b, b_error, fsal):
+    """The one step of an explicit RK method, generated from its tableau once per class.
+
+    Zero coefficients are dropped and every stage sum is unrolled with Python-float coefficients when the
+    class is created, so the function records only the operations the tableau needs: one
+    ``addcmul(y, dt, Σ a_ij k_j)`` and one evaluation per stage, one solution and one error combination.
+    Eager, that is ~3 kernels per nonzero coefficient; under ``torch.compile`` (``solve(..., compile=True)``)
+    inductor fuses the whole step -- stages, error, controller -- into a few C++/Triton kernels. The same
+    function serves autograd, the adjoints and the compiled loops: there is no separate fast copy.
+
+    ``rk_step(vf, t, y, dt, k0) -> (y1, err | None, ks)``; ``k0`` is the FSAL stage (``None``: evaluate it).
+    """
+    n = len(b)
+    rows = [tuple((j, x) for j, x in enumerate(a[i]) if x != 0.0) for i in range(n)]
+    weights = tuple((j, x) for j, x in enumerate(b) if x != 0.0)
+    errw = tuple((j, x) for j, x in enumerate(b_error) if x != 0.0) if b_error is not None else None
+    nodes = tuple(float(x) for x in c)
+
+    def comb(coeffs, ks):
+        j, x = coeffs[0]
+        acc = ks[j] * x if x != 1.0 else ks[j]
+        for j, x in coeffs[1:]:
+            acc = torch.add(acc, ks[j], alpha=x)
+        return acc
+
+    def rk_step(vf, t, y, dt, k0=None):
+        dtb = bview(dt, y)
+        ks = [vf(t, y) if k0 is None else k0]
+        yi = y
+        for i in range(1, n):
+            yi = torch.addcmul(y, dtb, comb(rows[i], ks)) if rows[i] else y
+            ti = torch.add(t, dt, alpha=nodes[i]) if nodes[i] != 0.0 else t
+            ks.append(vf(ti, yi))
+        y1 = yi if fsal else torch.addcmul(y, dtb, comb(weights, ks))
+        err = dtb * comb(errw, ks) if errw else None
+        return y1, err, ks
+
+    return rk_step
