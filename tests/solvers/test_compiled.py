@@ -115,8 +115,11 @@ def test_compiled_per_sample_times_backwards_statuses_history_and_nan():
     _same(a, b)
 
 
+EXPLICIT_RK = [s for s in ODE_SOLVERS if isinstance(s, ExplicitRK)]
+
+
 @pytest.mark.slow
-@pytest.mark.parametrize("solver", [s for s in ODE_SOLVERS if isinstance(s, ExplicitRK)], ids=lambda s: s.__class__.__name__)
+@pytest.mark.parametrize("solver", EXPLICIT_RK, ids=lambda s: type(s).__name__)
 def test_ode_order_on_compiled_path(solver):
     """The non-autonomous nonlinear order test of test_order.py, on fixed grids with the compiled step."""
     term, y0, exact, t1 = _nonautonomous_problem()
