@@ -81,7 +81,8 @@ def _register_samplers() -> None:
 _register_samplers()
 
 
-register(MethodSpec("score-sde", "suite.generation:run_score_sde", "suite.generation:ScoreSDERunConfig",
+register(MethodSpec("score-sde", "suite.generation_images:run_score_sde",
+                    "suite.generation_images:ScoreSDERunConfig",
                     ("generation",), "score-based SDE: train a score model (DSM), then sample (Song et al. 2021)",
                     kind="generative"))
 
