@@ -25,6 +25,7 @@ import torch.nn.functional as F
 
 from .base import OfflineAgent
 from .nets import DeterministicPolicy, GaussianPolicy, fused_adam
+from .stacked import SeedStack
 
 TASK_KINDS = ("offline-rl", "offline-il")
 POLICIES = ("deterministic", "gaussian")
@@ -80,6 +81,10 @@ class BC(OfflineAgent):
         self.optimizer.step()
         return {"policy_loss": loss.detach()}
 
+    @staticmethod
+    def stack(agents, rng, device):
+        return BCStack(agents, rng, device)
+
     @torch.no_grad()
     def act(self, obs: torch.Tensor) -> torch.Tensor:
         obs = self.policy_input(obs)
@@ -93,3 +98,15 @@ class BC(OfflineAgent):
         self.policy.load_state_dict(state["policy"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.obs_norm.load_state_dict(state["obs_norm"])
+
+
+class BCStack(SeedStack):
+    """K BC agents updated as one (see `agents.stacked`): `BC.update` over stacked parameters."""
+
+    def update(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        loss = self.call(self.template.loss, batch["observations"], batch["actions"])  # (K,)
+        optimizer = self.optimizers["optimizer"]
+        optimizer.zero_grad(set_to_none=True)
+        loss.sum().backward()
+        optimizer.step()
+        return {"policy_loss": loss.detach()}

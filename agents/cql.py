@@ -40,7 +40,7 @@ from typing import Any
 
 import torch
 from torch import nn
-from torch.func import functional_call
+from torch.func import functional_call, vmap
 
 from agents.base import BATCH_KEYS, REWARD_TRANSFORMS, OfflineAgent
 from agents.nets import (
@@ -51,6 +51,7 @@ from agents.nets import (
     fused_adam,
     soft_update,
 )
+from agents.stacked import SeedStack
 
 TASK_KINDS = ("offline-rl",)
 
@@ -239,10 +240,27 @@ class CQL(OfflineAgent):
         params = {name: p.detach() for name, p in self.critic.named_parameters()}
         return functional_call(self.critic, params, (obs, actions))
 
-    def compute_losses(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        """All losses of one update (before any parameter moves) and the sampled actions they used."""
+    def draw_noise(self, actions: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Every random draw of one update, in the order the update uses them: the policy sample at s, the
+        target-action sample(s) at s', the uniform, π(·|s) and π(·|s') penalty actions."""
+        c = self.config
+        (b, a_dim), k = actions.shape, c.cql_n_actions
+        like = dict(device=actions.device, dtype=actions.dtype)
+        noise = {"policy": torch.randn(b, a_dim, **like)}
+        noise["target"] = torch.randn(b, k, a_dim, **like) if c.cql_max_target_backup else torch.randn(b, a_dim, **like)
+        noise["uniform"] = torch.empty(b, k, a_dim, **like).uniform_(-1.0, 1.0)
+        noise["current"] = torch.randn(b, k, a_dim, **like)
+        noise["next"] = torch.randn(b, k, a_dim, **like)
+        return noise
+
+    def compute_losses(self, batch: dict[str, torch.Tensor], noise: dict[str, torch.Tensor] | None = None
+                       ) -> dict[str, torch.Tensor]:
+        """All losses of one update (before any parameter moves) and the sampled actions they used; `noise`
+        as `draw_noise` gives it (drawn here when not given)."""
         c = self.config
         obs, actions, rewards, next_obs, terminals = (batch[k] for k in BATCH_KEYS)
+        if noise is None:
+            noise = self.draw_noise(actions)
         if c.reward_scale != 1.0 or c.reward_bias != 0.0:
             rewards = rewards * c.reward_scale + c.reward_bias
         b, a_dim, k = actions.shape[0], actions.shape[-1], c.cql_n_actions
@@ -252,7 +270,7 @@ class CQL(OfflineAgent):
         mean, log_std = self.actor.mean_log_std(obs)
         with torch.no_grad():
             next_mean, next_log_std = self.actor.mean_log_std(next_obs)
-        new_actions, log_pi = tanh_gaussian_sample(mean, log_std, torch.randn_like(mean))
+        new_actions, log_pi = tanh_gaussian_sample(mean, log_std, noise["policy"])
 
         # entropy temperature
         if c.auto_alpha:
@@ -272,30 +290,30 @@ class CQL(OfflineAgent):
         # TD target
         with torch.no_grad():
             if c.cql_max_target_backup:
-                eps = torch.randn(b, k, a_dim, device=obs.device, dtype=obs.dtype)
-                next_a, next_lp = tanh_gaussian_sample(next_mean.unsqueeze(1), next_log_std.unsqueeze(1), eps)
+                next_a, next_lp = tanh_gaussian_sample(next_mean.unsqueeze(1), next_log_std.unsqueeze(1),
+                                                       noise["target"])
                 next_obs_k = next_obs.unsqueeze(1).expand(b, k, -1).reshape(b * k, -1)
                 tq = self.critic_target(next_obs_k, next_a.reshape(b * k, a_dim)).min(0).values.view(b, k)
                 target_q, idx = tq.max(-1)
                 next_lp = next_lp.gather(-1, idx.unsqueeze(-1)).squeeze(-1)
             else:
-                next_a, next_lp = tanh_gaussian_sample(next_mean, next_log_std, torch.randn_like(next_mean))
+                next_a, next_lp = tanh_gaussian_sample(next_mean, next_log_std, noise["target"])
                 target_q = self.critic_target(next_obs, next_a).min(0).values
             if c.backup_entropy:
                 target_q = target_q - alpha * next_lp
             td_target = rewards + c.discount * (1.0 - terminals) * target_q
 
             # penalty actions: uniform, π(·|s) and π(·|s'), k of each per state, no gradient
-            rand_a = torch.empty(b, k, a_dim, device=obs.device, dtype=obs.dtype).uniform_(-1.0, 1.0)
+            rand_a = noise["uniform"]
             cur_a, cur_lp = tanh_gaussian_sample(
                 mean.detach().unsqueeze(1),
                 log_std.detach().unsqueeze(1),
-                torch.randn(b, k, a_dim, device=obs.device, dtype=obs.dtype),
+                noise["current"],
             )
             next_pa, next_plp = tanh_gaussian_sample(
                 next_mean.unsqueeze(1),
                 next_log_std.unsqueeze(1),
-                torch.randn(b, k, a_dim, device=obs.device, dtype=obs.dtype),
+                noise["next"],
             )
 
         # every Q(s, ·) the critic loss needs, both heads, one batched pass: (n, B, 1 + 3k)
@@ -361,6 +379,16 @@ class CQL(OfflineAgent):
         self.step += 1
         if self.step % c.target_update_period == 0:
             soft_update(self.critic_target, self.critic, c.tau)
+        return self.metrics(losses)
+
+    @staticmethod
+    def stack(agents, rng, device):
+        return CQLStack(agents, rng, device)
+
+    def metrics(self, losses: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """The logged statistics of one update's losses (per member in a stack: reductions over the last
+        dimensions only)."""
+        c = self.config
         metrics = {
             "critic_loss": losses["critic_loss"].detach(),
             "td_loss": losses["td_loss"].detach(),
@@ -402,3 +430,23 @@ class CQL(OfflineAgent):
         self.optim.load_state_dict(state["optim"])
         self.obs_norm.load_state_dict(state["obs_norm"])
         self.step = int(state["step"])
+
+
+class CQLStack(SeedStack):
+    """K CQL agents updated as one (see `agents.stacked`): `CQL.update` over stacked parameters, member k's
+    samples drawn from member k's generator."""
+
+    def update(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        a = self.template
+        c = a.config
+        noise = self.draw(lambda k: a.draw_noise(batch["actions"][k]))
+        losses = self.call(a.compute_losses, batch, noise)
+        optim = self.optimizers["optim"]
+        optim.zero_grad(set_to_none=True)
+        losses["total"].sum().backward()
+        optim.step()
+        for member in self.agents:
+            member.step += 1
+        if a.step % c.target_update_period == 0:
+            self.soft_update("critic_target", "critic", c.tau)
+        return vmap(a.metrics)(losses)

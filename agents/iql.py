@@ -43,6 +43,7 @@ from agents.nets import (
     mlp,
     soft_update,
 )
+from agents.stacked import LoopStack, SeedStack
 
 TASK_KINDS = ("offline-rl",)
 
@@ -148,7 +149,8 @@ class IQL(OfflineAgent):
 
     # ---- one training step ----
 
-    def update(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    def losses(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """The three losses of one update (all from pre-update quantities) and the logged statistics."""
         c = self.config
         obs, actions, rewards, next_obs, terminals = (batch[k] for k in BATCH_KEYS)
         with torch.no_grad():
@@ -165,21 +167,25 @@ class IQL(OfflineAgent):
         actor_loss = awr_actor_loss(
             gaussian_log_prob(mean, log_std, actions), adv, c.temperature, c.exp_adv_max
         )
+        return {"value_loss": value_loss, "critic_loss": critic_loss, "actor_loss": actor_loss,
+                "v_mean": v.detach().mean(), "adv_mean": adv.detach().mean()}
 
+    def update(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        out = self.losses(batch)
         # the three losses share no parameters: one backward gives each network exactly its own gradient
         self.optim.zero_grad(set_to_none=True)
-        (value_loss + critic_loss + actor_loss).backward()
+        (out["value_loss"] + out["critic_loss"] + out["actor_loss"]).backward()
         self.optim.param_groups[2]["lr"] = self.actor_lr(self.step)  # the actor's group
         self.optim.step()
-        soft_update(self.critic_target, self.critic, c.tau)
+        soft_update(self.critic_target, self.critic, self.config.tau)
         self.step += 1
-        return {
-            "value_loss": value_loss.detach(),
-            "critic_loss": critic_loss.detach(),
-            "actor_loss": actor_loss.detach(),
-            "v_mean": v.detach().mean(),
-            "adv_mean": adv.detach().mean(),
-        }
+        return {k: v.detach() for k, v in out.items()}
+
+    @staticmethod
+    def stack(agents, rng, device):
+        """K IQL agents as one (`agents.stacked`); with actor dropout (drawn inside the forward pass) they
+        run one after another instead."""
+        return (LoopStack if agents[0].config.actor_dropout else IQLStack)(agents, rng, device)
 
     def actor_lr(self, step: int) -> float:
         """Policy learning rate of update `step` (0-based): cosine from actor_lr to 0 over max_steps (the
@@ -224,3 +230,19 @@ class IQL(OfflineAgent):
         self.optim.load_state_dict(state["optim"])
         self.obs_norm.load_state_dict(state["obs_norm"])
         self.step = int(state["step"])
+
+
+class IQLStack(SeedStack):
+    """K IQL agents updated as one (see `agents.stacked`): `IQL.update` over stacked parameters."""
+
+    def update(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        a, optim = self.template, self.optimizers["optim"]
+        out = self.call(a.losses, batch)  # every entry (K,)
+        optim.zero_grad(set_to_none=True)
+        (out["value_loss"] + out["critic_loss"] + out["actor_loss"]).sum().backward()
+        optim.param_groups[2]["lr"] = a.actor_lr(a.step)  # the members are at the same update
+        optim.step()
+        self.soft_update("critic_target", "critic", a.config.tau)
+        for member in self.agents:
+            member.step += 1
+        return {k: v.detach() for k, v in out.items()}

@@ -52,9 +52,11 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
+from torch.func import vmap
 
 from .base import OfflineAgent
 from .nets import EnsembleValue, GaussianPolicy, frozen_copy, fused_adam, soft_update
+from .stacked import SeedStack
 
 TASK_KINDS = ("offline-rl", "offline-il")
 
@@ -178,19 +180,20 @@ class ODICE(OfflineAgent):
                    for g, p in zip(grads, self._v_params, strict=True)], out=out)
         return out
 
-    def _value_step(self, obs, next_obs, rewards, not_done):
-        """One V step; returns (forward residual per head, detached; metrics)."""
+    def value_losses(self, obs, next_obs, rewards, not_done) -> dict[str, torch.Tensor]:
+        """The V losses of one update for `config.gradient` ("loss" for "true"; "forward" + "value" for
+        "semi"; "forward", "value" and "backward" for "orthogonal"), the per-head residual the policy weights
+        use (detached) and the logged statistics."""
         c = self.config
         lam, gamma, fname = c.lam, c.discount, c.f_divergence
         b = obs.shape[0]
-        metrics: dict[str, torch.Tensor] = {}
+        out: dict[str, torch.Tensor] = {}
         if c.gradient == "true":
             v_all = self.value(torch.cat([obs, next_obs]))  # (n, 2B): online V on s and s′, gradient via both
             v, v_next = v_all[:, :b], v_all[:, b:]
             residual = rewards + gamma * not_done * v_next - v
-            loss = (1 - lam) * v.mean() + lam * f_star(residual, fname).mean()
-            self._grad_flat.copy_(self._flat_grad(loss, 0, retain=False))
-            metrics["value_loss"] = loss.detach()
+            out["loss"] = (1 - lam) * v.mean() + lam * f_star(residual, fname).mean()
+            out["value_loss"] = out["loss"].detach()
             pi_residual = residual.detach()
         else:
             with torch.no_grad():
@@ -201,41 +204,60 @@ class ODICE(OfflineAgent):
                     target, target_next = t[:b], t[b:]
             v = self.value(obs)  # (n, B)
             forward_residual = rewards + gamma * not_done * target_next - v
-            loss_f = lam * f_star(forward_residual, fname).mean()
-            loss_v = (1 - lam) * v.mean()
+            out["forward"] = lam * f_star(forward_residual, fname).mean()
+            out["value"] = (1 - lam) * v.mean()
             pi_residual = forward_residual.detach()
-            metrics["forward_loss"] = loss_f.detach()
-            if c.gradient == "semi":
-                self._grad_flat.copy_(self._flat_grad(loss_f + loss_v, 0, retain=False))
-            else:
+            out["forward_loss"] = out["forward"].detach()
+            if c.gradient == "orthogonal":
                 v_next = self.value(next_obs)
                 backward_residual = rewards + gamma * not_done * v_next - target
-                loss_b = (lam * c.eta) * f_star(backward_residual, fname).mean()
-                g_f = self._flat_grad(loss_f, 0, retain=True)
-                g_v = self._flat_grad(loss_v, 2, retain=False)
-                g_b = self._flat_grad(loss_b, 1, retain=False)
-                combined, coef = orthogonal_combination(g_f, g_b)
-                torch.add(combined, g_v, out=self._grad_flat)
-                metrics["backward_loss"] = loss_b.detach()
-                metrics["projection_coef"] = coef.detach()
+                out["backward"] = (lam * c.eta) * f_star(backward_residual, fname).mean()
+                out["backward_loss"] = out["backward"].detach()
+        out["v_mean"] = v.detach().mean()
+        out["residual"] = pi_residual
+        out["residual_mean"] = pi_residual.mean()
+        return out
+
+    def _value_step(self, obs, next_obs, rewards, not_done):
+        """One V step; returns (forward residual per head, detached; metrics)."""
+        c = self.config
+        out = self.value_losses(obs, next_obs, rewards, not_done)
+        metrics = {k: out[k] for k in ("value_loss", "forward_loss", "backward_loss") if k in out}
+        if c.gradient == "true":
+            self._grad_flat.copy_(self._flat_grad(out["loss"], 0, retain=False))
+        elif c.gradient == "semi":
+            self._grad_flat.copy_(self._flat_grad(out["forward"] + out["value"], 0, retain=False))
+        else:
+            g_f = self._flat_grad(out["forward"], 0, retain=True)
+            g_v = self._flat_grad(out["value"], 2, retain=False)
+            g_b = self._flat_grad(out["backward"], 1, retain=False)
+            combined, coef = orthogonal_combination(g_f, g_b)
+            torch.add(combined, g_v, out=self._grad_flat)
+            metrics["projection_coef"] = coef.detach()
         self.v_optimizer.step()
         soft_update(self.value_target, self.value, c.target_update_rate)
-        metrics["v_mean"] = v.detach().mean()
-        metrics["residual_mean"] = pi_residual.mean()
-        return pi_residual, metrics
+        metrics["v_mean"] = out["v_mean"]
+        metrics["residual_mean"] = out["residual_mean"]
+        return out["residual"], metrics
 
     # --------------------------------------------------------------------------------- policy step
-    def _policy_step(self, obs, actions, residual) -> dict[str, torch.Tensor]:
+    def policy_loss(self, obs, actions, residual) -> dict[str, torch.Tensor]:
+        """Weighted behaviour cloning: −mean w·log π(a|s), w = min(w(δf), max_weight) averaged over heads."""
         c = self.config
         # per-head weights averaged over heads = the official mean over (heads, batch) of weight * bc_loss
         weight = f_prime_inverse(residual, c.f_divergence).clamp_max(c.max_weight).mean(0)
         mean = self.policy.net(obs)
         log_std = self.policy.log_std.clamp(c.log_std_min, c.log_std_max)
         loss = -(weight * gaussian_log_prob(mean, log_std, actions)).mean()
+        return {"policy_loss": loss, "weight_mean": weight.mean(), "weight_max": weight.max()}
+
+    def _policy_step(self, obs, actions, residual) -> dict[str, torch.Tensor]:
+        out = self.policy_loss(obs, actions, residual)
         self.policy_optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        out["policy_loss"].backward()
         self.policy_optimizer.step()
-        return {"policy_loss": loss.detach(), "weight_mean": weight.mean(), "weight_max": weight.max()}
+        return {"policy_loss": out["policy_loss"].detach(), "weight_mean": out["weight_mean"],
+                "weight_max": out["weight_max"]}
 
     # ----------------------------------------------------------------------------------- interface
     def update(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -247,6 +269,10 @@ class ODICE(OfflineAgent):
         residual, metrics = self._value_step(obs, next_obs, rewards, not_done)
         metrics.update(self._policy_step(obs, batch["actions"], residual))
         return metrics
+
+    @staticmethod
+    def stack(agents, rng, device):
+        return ODICEStack(agents, rng, device)
 
     @torch.no_grad()
     def act(self, obs: torch.Tensor) -> torch.Tensor:
@@ -270,3 +296,46 @@ class ODICE(OfflineAgent):
         self.v_optimizer.load_state_dict(state["v_optimizer"])
         self.policy_optimizer.load_state_dict(state["policy_optimizer"])
         self.obs_norm.load_state_dict(state["obs_norm"])
+
+
+class ODICEStack(SeedStack):
+    """K O-DICE agents updated as one (see `agents.stacked`): `ODICE.update` over stacked parameters. The
+    orthogonal projection couples all V parameters of one agent, so it is taken per member: each member's
+    gradients flattened to one row, `orthogonal_combination` vmapped over the rows."""
+
+    def update(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        a = self.template
+        c = a.config
+        obs, next_obs, rewards = batch["observations"], batch["next_observations"], batch["rewards"]
+        if c.reward_scale != 1.0:
+            rewards = rewards * c.reward_scale
+        not_done = 1.0 - batch["terminals"]
+        out = self.call(a.value_losses, obs, next_obs, rewards, not_done)
+        params = self.params("value")
+
+        def grad(loss, retain):
+            return self.flat(torch.autograd.grad(loss.sum(), params, retain_graph=retain, allow_unused=True),
+                             params)
+
+        metrics = {k: out[k] for k in ("value_loss", "forward_loss", "backward_loss") if k in out}
+        if c.gradient == "true":
+            flat = grad(out["loss"], False)
+        elif c.gradient == "semi":
+            flat = grad(out["forward"] + out["value"], False)
+        else:
+            g_f, g_v, g_b = grad(out["forward"], True), grad(out["value"], False), grad(out["backward"], False)
+            combined, coef = vmap(orthogonal_combination)(g_f, g_b)
+            flat = combined + g_v
+            metrics["projection_coef"] = coef
+        self.set_grads(params, flat)
+        self.optimizers["v_optimizer"].step()
+        self.soft_update("value_target", "value", c.target_update_rate)
+        metrics["v_mean"], metrics["residual_mean"] = out["v_mean"], out["residual_mean"]
+
+        pi = self.call(a.policy_loss, obs, batch["actions"], out["residual"])
+        policy_optimizer = self.optimizers["policy_optimizer"]
+        policy_optimizer.zero_grad(set_to_none=True)
+        pi["policy_loss"].sum().backward()
+        policy_optimizer.step()
+        metrics.update({k: v.detach() for k, v in pi.items()})
+        return metrics

@@ -36,6 +36,7 @@ from agents.nets import (
     fused_adam,
     soft_update,
 )
+from agents.stacked import SeedStack
 
 TASK_KINDS = ("offline-rl",)
 
@@ -132,23 +133,33 @@ class TD3BC(OfflineAgent):
         self.step = 0  # updates done (Python int: deciding on the delayed actor update needs no host sync)
         self._last_actor_loss = torch.zeros((), device=self.device)
 
-    def update(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    def critic_losses(self, batch: dict[str, torch.Tensor], noise: torch.Tensor) -> dict[str, torch.Tensor]:
+        """The twin-critic loss against the smoothed TD target; `noise` is the target-action noise (B, A)."""
         c = self.config
         obs, actions, rewards, next_obs, terminals = (batch[k] for k in BATCH_KEYS)
-        self.step += 1
         with torch.no_grad():
-            noise = torch.randn_like(actions) * c.policy_noise
             next_actions = smoothed_target_actions(self.actor_target(next_obs), noise, c.noise_clip)
             target = td_target(rewards, terminals, self.critic_target(next_obs, next_actions), c.discount)
         q = self.critic(obs, actions)
-        loss_q = critic_loss(q, target)
+        return {"critic_loss": critic_loss(q, target), "q_mean": q.detach().mean()}
+
+    def actor_losses(self, obs: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+        """The actor loss through the current (already updated) critic's first head."""
+        pi = self.actor(obs)
+        return actor_loss(critic_head(self.critic, obs, pi, 0), pi, actions, self.config.alpha)
+
+    def update(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        c = self.config
+        self.step += 1
+        with torch.no_grad():
+            noise = torch.randn_like(batch["actions"]) * c.policy_noise
+        out = self.critic_losses(batch, noise)
         self.critic_optim.zero_grad(set_to_none=True)
-        loss_q.backward()
+        out["critic_loss"].backward()
         self.critic_optim.step()
 
         if self.step % c.policy_freq == 0:
-            pi = self.actor(obs)
-            loss_pi = actor_loss(critic_head(self.critic, obs, pi, 0), pi, actions, c.alpha)
+            loss_pi = self.actor_losses(batch["observations"], batch["actions"])
             self.actor_optim.zero_grad(set_to_none=True)
             loss_pi.backward()
             self.actor_optim.step()
@@ -156,10 +167,14 @@ class TD3BC(OfflineAgent):
             soft_update(self.actor_target, self.actor, c.tau)
             self._last_actor_loss = loss_pi.detach()
         return {
-            "critic_loss": loss_q.detach(),
+            "critic_loss": out["critic_loss"].detach(),
             "actor_loss": self._last_actor_loss,
-            "q_mean": q.detach().mean(),
+            "q_mean": out["q_mean"],
         }
+
+    @staticmethod
+    def stack(agents, rng, device):
+        return TD3BCStack(agents, rng, device)
 
     @torch.no_grad()
     def act(self, obs: torch.Tensor) -> torch.Tensor:
@@ -189,3 +204,39 @@ class TD3BC(OfflineAgent):
         self.obs_norm.load_state_dict(state["obs_norm"])
         self.step = int(state["step"])
         self._last_actor_loss = state["last_actor_loss"].to(self.device).clone()
+
+
+class TD3BCStack(SeedStack):
+    """K TD3+BC agents updated as one (see `agents.stacked`): `TD3BC.update` over stacked parameters, the
+    target-action noise of member k drawn from member k's generator."""
+
+    def __init__(self, agents, rng, device):
+        super().__init__(agents, rng, device)
+        self.last_actor_loss = torch.stack([a._last_actor_loss for a in self.agents])
+
+    def update(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        a = self.template
+        c = a.config
+        for member in self.agents:
+            member.step += 1
+        with torch.no_grad():
+            noise = self.draw(lambda k: torch.randn_like(batch["actions"][k])) * c.policy_noise
+        out = self.call(a.critic_losses, batch, noise)
+        critic_optim, actor_optim = self.optimizers["critic_optim"], self.optimizers["actor_optim"]
+        critic_optim.zero_grad(set_to_none=True)
+        out["critic_loss"].sum().backward()
+        critic_optim.step()
+        if a.step % c.policy_freq == 0:
+            loss_pi = self.call(a.actor_losses, batch["observations"], batch["actions"])
+            actor_optim.zero_grad(set_to_none=True)
+            loss_pi.sum().backward()
+            actor_optim.step()
+            self.soft_update("critic_target", "critic", c.tau)
+            self.soft_update("actor_target", "actor", c.tau)
+            self.last_actor_loss = loss_pi.detach()
+        return {"critic_loss": out["critic_loss"].detach(), "actor_loss": self.last_actor_loss,
+                "q_mean": out["q_mean"]}
+
+    def sync_extra(self) -> None:
+        for k, member in enumerate(self.agents):
+            member._last_actor_loss = self.last_actor_loss[k].clone()
