@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import torch
 
 from ._loop import Problem
@@ -23,7 +25,7 @@ def solve(
     saveat: SaveAt | None = None,
     adjoint=None,
     max_steps: int = 4096,
-    compile: bool | str = False,
+    compile: bool | str | None = None,
 ) -> Solution:
     """Integrate ``terms`` with ``solver`` from ``t0`` to ``t1`` for a batch ``y0`` of shape ``(B, *shape)``.
 
@@ -32,9 +34,16 @@ def solve(
     automatically. ``controller``: ``ConstantStepSize()`` (default), ``StepTo(ts)`` or
     ``PIDController(...)``. ``saveat``: :class:`SaveAt`. ``adjoint``: gradient method
     (:mod:`solvers.adjoint`). ``max_steps``: bound on loop iterations (accepted + rejected steps);
-    samples that hit it get ``Status.MAX_STEPS_REACHED`` (no exception). ``compile``: fixed-step solves
-    only; ``True`` or a ``torch.compile`` mode (``"reduce-overhead"`` uses CUDA graphs) compiles the step.
+    samples that hit it get ``Status.MAX_STEPS_REACHED`` (no exception).
+
+    ``compile``: ``True`` or a ``torch.compile`` mode (``"reduce-overhead"`` uses CUDA graphs) runs the compiled
+    path: a fixed-grid step, adaptive chunks of iterations when autograd records, and the whole adaptive solve as
+    one ``while_loop`` without autograd. ``None`` (default) reads ``SOLVERS_COMPILE`` (``1``/``true`` or a mode;
+    unset: eager), so one switch turns it on for every sampler built on ``solve``. Compiling costs seconds per
+    problem kind (then cached), so it pays on repeated or long solves; a failure to compile warns and runs eagerly.
     """
+    if compile is None:
+        compile = _compile_from_env()
     solver.check_terms(terms)
     if y0.dim() < 1:
         raise ValueError("y0 must be batch-first: (B, *shape)")
@@ -51,3 +60,10 @@ def solve(
         compile=compile,
     )
     return (adjoint if adjoint is not None else DirectAdjoint()).run(p)
+
+
+def _compile_from_env() -> bool | str:
+    v = os.environ.get("SOLVERS_COMPILE", "").strip()
+    if v.lower() in ("", "0", "false", "no", "off"):
+        return False
+    return True if v.lower() in ("1", "true", "yes", "on") else v

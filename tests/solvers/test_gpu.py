@@ -39,6 +39,9 @@ def test_compiled_fixed_step_matches_eager():
     ode = S.ODETerm(lambda t, y: torch.sin(y) - y)
     eager = S.solve(ode, S.RK4(), 0.0, 1.0, y0, dt0=0.1)
     compiled = S.solve(ode, S.RK4(), 0.0, 1.0, y0, dt0=0.1, compile=True)
+    import solvers._loop as L
+
+    assert _ran_compiled(L._fixed_step)
     torch.testing.assert_close(compiled.y1, eager.y1, rtol=1e-5, atol=1e-5)
 
 
@@ -50,16 +53,26 @@ def test_adaptive_solve_on_cuda_per_sample():
     assert int(sol.num_steps[2]) > int(sol.num_steps[3])
 
 
-def test_fast_adaptive_loop_on_cuda_matches_generic(monkeypatch):
-    import solvers._fast as fast
+def _ran_compiled(fn):
+    import solvers._loop as L
+
+    return any(k[0] is fn and k[6] == "cuda" and k not in L._COMPILE_FAILED for k in L._COMPILED)
+
+
+def test_compiled_adaptive_while_loop_on_cuda_matches_eager():
+    import warnings
+
+    import solvers._loop as L
 
     y0 = torch.randn(64, 2, device="cuda", dtype=torch.float64, generator=torch.Generator(device="cuda").manual_seed(0))
     f = lambda t, y: torch.stack([y[:, 1], 2.0 * (1 - y[:, 0] ** 2) * y[:, 1] - y[:, 0]], 1)  # noqa: E731
     out = []
-    for enabled in (False, True):
-        monkeypatch.setattr(fast, "ENABLED", enabled)
-        with torch.no_grad():
-            out.append(S.solve(S.ODETerm(f), S.Dopri5(), 0.0, 3.0, y0, controller=S.PIDController(1e-7, 1e-7)))
+    for compiled in (False, True):
+        with torch.no_grad(), warnings.catch_warnings():
+            warnings.simplefilter("error", RuntimeWarning)  # a fallback to eager fails the test
+            out.append(S.solve(S.ODETerm(f), S.Dopri5(), 0.0, 3.0, y0, controller=S.PIDController(1e-7, 1e-7),
+                               compile=compiled))
+    assert _ran_compiled(L._adaptive_while)  # the compiled path ran (not the eager fallback)
     a, b = out
     assert a.num_steps.tolist() == b.num_steps.tolist() and a.num_rejected.tolist() == b.num_rejected.tolist()
     torch.testing.assert_close(a.ys, b.ys, rtol=1e-9, atol=1e-10)
