@@ -1,23 +1,23 @@
-"""Run one (method, task, seed, config): seeding, training with periodic evaluation, checkpoints and resume,
-tensorboard logging, a progress bar, and the run record.
+"""Run one (method, task, seeds, config), in stages: prepare the task (once), build the agent(s), the
+train/evaluate loop, finish and record. Seeding, checkpoints and resume, tensorboard logging, a progress bar
+and every run record are here; K seeds in one process (`RunOptions.seeds`) train as one stacked agent
+(`suite.seeds`, `agents.stacked`) and still write one record per seed.
 
 Determinism: the seed fixes Python's, NumPy's and torch's global generators (agents draw their noise from
 torch's), a dedicated generator for batch indices, and the evaluation environments' reset seeds (the same
 episodes at every evaluation: ``1_000_000 + 1000 * seed + i``). Checkpoints hold all of these, so a run
 killed and resumed (`resume=True`) finishes with the same numbers as one that never stopped.
 
-Divergence: every update's metrics are folded into a device-side "all finite" flag (no host sync); the
-flag is read every `log_every` updates and at each evaluation, and a non-finite loss ends the run with
-status ``diverged``: its scores are never reported as results.
+Divergence: every update's metrics are folded into a device-side "all finite" flag per seed (no host sync);
+the flags are read every `log_every` updates and at each evaluation, and a non-finite loss ends that seed's
+run with status ``diverged`` (the other seeds go on): its scores are never reported as results.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import datetime as _dt
-import math
 import os
-import random
 import sys
 import time
 import traceback
@@ -25,7 +25,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 
 from . import data as suite_data
@@ -35,11 +34,14 @@ from .allocator import keep_freed_memory
 from .checkpoint import has_checkpoint, load_checkpoint, save_checkpoint
 from .errors import ConfigError, MissingDatasetError, SuiteError
 from .results import EvalPoint, RunRecord, load_record, provenance, write_run_record
+from .seeds import Slot, StopSignals, global_rng_state, seed_everything, trainer_for
+from .seeds import finish_scores as _finish_scores  # noqa: F401  (suite.api uses it)
 
 
 @dataclass
 class RunOptions:
     seed: int = 0
+    seeds: tuple[int, ...] | None = None  # K seeds in one process (one stacked agent); None: (seed,)
     steps: int | None = None  # default: the task's protocol (or the method's per-task file)
     eval_every: int | None = None
     eval_episodes: int | None = None
@@ -78,63 +80,12 @@ def _protocol(spec, config, explicit: set[str], opts: RunOptions) -> tuple[int, 
 from .evaluation import Evaluator  # noqa: E402  (the runner's periodic evaluation)
 
 
-def _seed_everything(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    torch.manual_seed(seed)
-
-
-def _rng_state() -> dict[str, Any]:
-    st = {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()}
-    if torch.cuda.is_available():
-        st["cuda"] = torch.cuda.get_rng_state_all()
-    return st
-
-
-def _set_rng_state(st: dict[str, Any]) -> None:
-    torch.set_rng_state(st["torch"])
-    np.random.set_state(st["numpy"])
-    random.setstate(st["python"])
-    if "cuda" in st and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(st["cuda"])
-
-
 def _find_resumable(root: Path) -> Path | None:
     runs = sorted(p for p in root.parent.glob(root.name + "-*") if p.is_dir())
     for p in reversed(runs):
         if has_checkpoint(p / "checkpoint") or (p / "record.json").exists():
             return p
     return None
-
-
-class _StopSignals:
-    """SIGINT/SIGTERM during training set a flag that the loop reads between updates (so the checkpoint is
-    taken at a consistent state); a second SIGINT raises KeyboardInterrupt at once. Only in the main thread."""
-
-    def __init__(self):
-        import signal
-        import threading
-
-        self.signal: str | None = None
-        self._old = {}
-        if threading.current_thread() is not threading.main_thread():
-            return
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            self._old[sig] = signal.signal(sig, self._handle)
-
-    def _handle(self, signum, frame):
-        import signal
-
-        if self.signal is not None and signum == signal.SIGINT:
-            raise KeyboardInterrupt
-        self.signal = signal.Signals(signum).name
-
-    def restore(self) -> None:
-        import signal
-
-        for sig, old in self._old.items():
-            signal.signal(sig, old)
-        self._old = {}
 
 
 def check_device(device: str) -> str:
@@ -193,7 +144,56 @@ def prepare_task(method_name: str, task_id: str, opts: RunOptions):
     return spec, method, config, explicit
 
 
-def run(method_name: str, task_id: str, opts: RunOptions | None = None) -> RunRecord:
+@dataclass
+class Prepared:
+    """A task prepared once for a run: resolved spec (with its references), method, config, protocol, device,
+    the agent's view of the dataset (`agents.base.prepare_data`) as a sampling buffer, and the provenance."""
+
+    spec: Any
+    method: Any
+    config: Any
+    steps: int
+    eval_every: int
+    eval_episodes: int
+    device: torch.device
+    data: Any
+    buffer: Any
+    extra_provenance: dict[str, Any]
+
+    @property
+    def dims(self) -> tuple[int, int]:
+        return self.data.arrays["observations"].shape[1], self.data.arrays["actions"].shape[1]
+
+
+def prepare(method_name: str, task_id: str, opts: RunOptions) -> Prepared:
+    """Stage 1: resolve and load everything the seeds share (raises SuiteError subclasses for user errors)."""
+    from agents.base import prepare_data
+
+    spec, method, config, explicit = prepare_task(method_name, task_id, opts)
+    steps, eval_every, eval_episodes = _protocol(spec, config, explicit, opts)
+    device = torch.device(check_device(opts.device))
+    dataset, arrays, episode_ends = suite_data.load_transitions(spec.dataset, spec.id)
+    data = prepare_data(arrays, normalize_observations=config.normalize_observations,
+                        reward_transform=config.reward_transform, episode_ends=episode_ends)
+    buffer = suite_data.TransitionBuffer(data.arrays, device)
+    ds_meta = suite_data.store.metadata(dataset)
+    if spec.references is None and None not in (ds_meta.get("ref_min_score"), ds_meta.get("ref_max_score")):
+        spec = dataclasses.replace(spec, references=suite_tasks.References(
+            float(ds_meta["ref_min_score"]), float(ds_meta["ref_max_score"]), "minari dataset metadata"))
+    extra = {
+        "dataset_id": spec.dataset.dataset_id,
+        "dataset_checksum": ds_meta.get("suite_checksum") or suite_data.store.checksum(dataset),
+        "dataset_transitions": int(len(buffer)),
+        "references_source": spec.references.source if spec.references else None,
+        "protocol": {"steps": steps, "eval_every": eval_every, "eval_episodes": eval_episodes},
+        "command": " ".join(sys.argv),
+    }
+    return Prepared(spec, method, config, steps, eval_every, eval_episodes, device, data, buffer, extra)
+
+
+def run(method_name: str, task_id: str, opts: RunOptions | None = None, prepared: Prepared | None = None
+        ) -> RunRecord:
+    """One seed (`opts.seed`, or the first of `opts.seeds`) of METHOD on TASK; its run record."""
     opts = opts or RunOptions()
     keep_freed_memory()  # no page faults for every update's temporaries (suite/allocator.py)
     method = suite_methods.get_method(method_name)
@@ -205,196 +205,154 @@ def run(method_name: str, task_id: str, opts: RunOptions | None = None) -> RunRe
         config, _ = suite_methods.resolve_config(method, spec.id, opts.overrides)
         return method.load()(method.name, spec, config, opts.seed, opts.out, opts.progress,
                              device=check_device(opts.device))
-    spec, method, config, explicit = prepare_task(method_name, task_id, opts)
-    steps, eval_every, eval_episodes = _protocol(spec, config, explicit, opts)
-    device = torch.device(check_device(opts.device))
+    return run_seeds(method_name, task_id, opts, prepared)[0]
 
-    root = run_dir_root(opts.out, method.name, spec.id, opts.seed)
+
+def run_seeds(method_name: str, task_id: str, opts: RunOptions, prepared: Prepared | None = None
+              ) -> list[RunRecord]:
+    """Every seed of `opts.seeds` (default: `opts.seed`) in this process, one record each, in seed order.
+    Seeds resumed from different updates train as separate groups; finished seeds are returned as they are."""
+    keep_freed_memory()
+    p = prepared or prepare(method_name, task_id, opts)
+    seeds = tuple(opts.seeds) if opts.seeds else (opts.seed,)
+    slots = [_open_slot(p, s, opts, len(seeds)) for s in seeds]  # stage 2: each seed's agent, record, state
+    todo = [s for s in slots if s.status != "done"]
+    for start in sorted({s.start for s in todo}):
+        _train(p, [s for s in todo if s.start == start], opts)  # stage 3 and 4
+    return [s.record for s in slots]
+
+
+def _open_slot(p: Prepared, seed: int, opts: RunOptions, n_seeds: int) -> Slot:
+    """Stage 2 for one seed: its run folder (new or resumed), record, batch generator and agent, built right
+    after seeding everything with the seed (and loaded from its checkpoint when resuming)."""
+    root = run_dir_root(opts.out, p.method.name, p.spec.id, seed)
     run_dir = _find_resumable(root) if opts.resume else None
     if run_dir is not None and (run_dir / "record.json").exists():
         rec = load_record(run_dir / "record.json")
         if rec.status != "running" or not has_checkpoint(run_dir / "checkpoint"):
-            return rec  # finished (ok, diverged or failed): nothing to resume
-        _check_same_config(rec, config, run_dir)
+            return Slot(seed, run_dir, rec, status="done")  # finished (ok, diverged or failed): nothing to resume
+        _check_same_config(rec, p.config, run_dir)
     if run_dir is None:
         stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S-%f")
         run_dir = root.parent / f"{root.name}-{stamp}"
     run_dir.mkdir(parents=True, exist_ok=True)
-
-    _seed_everything(opts.seed)
-    dataset, arrays, episode_ends = suite_data.load_transitions(spec.dataset, spec.id)
-    from agents.base import prepare_data
-
-    prepared = prepare_data(
-        arrays,
-        normalize_observations=config.normalize_observations,
-        reward_transform=config.reward_transform,
-        episode_ends=episode_ends,
-    )
-    buffer = suite_data.TransitionBuffer(prepared.arrays, device)
-    gen = torch.Generator(device="cpu").manual_seed(opts.seed)
-    obs_dim = arrays["observations"].shape[1]
-    act_dim = arrays["actions"].shape[1]
-    agent_cls = method.load()
-    agent = agent_cls(config, obs_dim, act_dim, obs_mean=prepared.obs_mean, obs_std=prepared.obs_std, device=device)
-
-    ds_meta = suite_data.store.metadata(dataset)
-    if (
-        spec.references is None
-        and ds_meta.get("ref_min_score") is not None
-        and ds_meta.get("ref_max_score") is not None
-    ):
-        spec = dataclasses.replace(
-            spec,
-            references=suite_tasks.References(
-                float(ds_meta["ref_min_score"]), float(ds_meta["ref_max_score"]), "minari dataset metadata"
-            ),
-        )
-    record = RunRecord(
-        method=method.name,
-        task=spec.id,
-        seed=opts.seed,
-        config=_config_dict(config),
-        task_spec=spec.to_dict(),
-        run_id=run_dir.name,
-        provenance=provenance(
-            str(device),
-            {
-                "dataset_id": spec.dataset.dataset_id,
-                "dataset_checksum": ds_meta.get("suite_checksum") or suite_data.store.checksum(dataset),
-                "dataset_transitions": int(len(buffer)),
-                "references_source": spec.references.source if spec.references else None,
-                "protocol": {"steps": steps, "eval_every": eval_every, "eval_episodes": eval_episodes},
-                "command": " ".join(sys.argv),
-            },
-        ),
-    )
-    start, elapsed = 0, 0.0
+    extra = p.extra_provenance if n_seeds == 1 else {**p.extra_provenance, "seeds_in_process": n_seeds}
+    record = RunRecord(method=p.method.name, task=p.spec.id, seed=seed, config=_config_dict(p.config),
+                       task_spec=p.spec.to_dict(), run_id=run_dir.name, provenance=provenance(str(p.device), extra))
+    slot = Slot(seed, run_dir, record)
+    seed_everything(seed)
+    slot.gen = torch.Generator(device="cpu").manual_seed(seed)
+    obs_dim, act_dim = p.dims
+    slot.agent = p.method.load()(p.config, obs_dim, act_dim, obs_mean=p.data.obs_mean, obs_std=p.data.obs_std,
+                                 device=p.device)
+    slot.rng = global_rng_state()
     if opts.resume and has_checkpoint(run_dir / "checkpoint"):
         ck = load_checkpoint(run_dir / "checkpoint")
-        agent.load_state_dict(ck["agent"])
-        gen.set_state(ck["generator"])
-        _set_rng_state(ck["rng"])
-        start, elapsed = int(ck["step"]), float(ck["elapsed"])
-        record.curve = [EvalPoint(**p) for p in ck["curve"]]
+        slot.agent.load_state_dict(ck["agent"])
+        slot.gen.set_state(ck["generator"])
+        slot.start, slot.elapsed = int(ck["step"]), float(ck["elapsed"])
+        record.curve = [EvalPoint(**pt) for pt in ck["curve"]]
+        slot.checkpoint = {"rng": ck["rng"]}
+    return slot
 
-    evaluator = Evaluator(spec.env_id, eval_episodes, opts.seed)
-    writer = None
-    if opts.tensorboard:
-        from torch.utils.tensorboard import SummaryWriter
 
-        writer = SummaryWriter(str(run_dir / "tb"), purge_step=start if start else None)
+def _train(p: Prepared, slots: list[Slot], opts: RunOptions) -> None:
+    """Stage 3, the train/evaluate loop of seeds that start at the same update, and stage 4 for each."""
+    trainer = trainer_for(slots, p.buffer, p.config.batch_size, p.device)
+    start = slots[0].start
+    for s in slots:
+        s.evaluator = Evaluator(p.spec.env_id, p.eval_episodes, s.seed)
+        if opts.tensorboard:
+            from torch.utils.tensorboard import SummaryWriter
 
-    from tqdm.auto import tqdm
-
-    bar = tqdm(
-        total=steps,
-        initial=start,
-        desc=f"{method.name} {spec.id} s{opts.seed}",
-        unit="upd",
-        disable=not opts.progress,
-        dynamic_ncols=True,
-        smoothing=0.05,
-        mininterval=1.0,  # redraw by time (at least once a second), whatever the update rate
-        miniters=1,
-    )
-    finite = torch.ones((), dtype=torch.bool, device=device)
+            s.writer = SummaryWriter(str(s.run_dir / "tb"), purge_step=start if start else None)
+    bar = _progress_bar(p, slots, start, opts)
+    active = list(slots)  # the trainer's members, in its order
+    finite = torch.ones(len(active), dtype=torch.bool, device=p.device)
     t0 = time.perf_counter()
     step = start
-    status, error = "ok", None
-    last_metrics: dict[str, torch.Tensor] = {}
+    last: dict[str, torch.Tensor] = {}
 
-    def checkpoint(at: int) -> None:
-        now = elapsed + time.perf_counter() - t0
-        save_checkpoint(
-            run_dir / "checkpoint",
-            {
-                "agent": agent.state_dict(),
-                "generator": gen.get_state(),
-                "rng": _rng_state(),
-                "step": at,
-                "elapsed": now,
-                "curve": [dataclasses.asdict(p) for p in record.curve],
-            },
-        )
-        record.steps, record.wall_time_s = at, now
-        record.status = "running"
-        _finish_scores(record)
-        write_run_record(record, run_dir)
+    def checkpoint(i: int, at: int) -> None:
+        s = active[i]
+        now = s.elapsed + time.perf_counter() - t0
+        save_checkpoint(s.run_dir / "checkpoint", {
+            "agent": s.agent.state_dict(), "generator": s.gen.get_state(), "rng": trainer.rng_state(i),
+            "step": at, "elapsed": now, "curve": [dataclasses.asdict(pt) for pt in s.record.curve]})
+        s.record.steps, s.record.wall_time_s, s.record.status = at, now, "running"
+        _finish_scores(s.record)
+        write_run_record(s.record, s.run_dir)
 
-    stop = _StopSignals()
+    def stopped(status: str, error: str | None) -> None:
+        for s in active:
+            s.status, s.error = status, error
+
+    stop = StopSignals()
     try:
-        while step < steps:
-            batch = buffer.sample(config.batch_size, gen)
-            last_metrics = agent.update(batch)
-            if last_metrics:
-                finite &= torch.isfinite(torch.stack([v.float() for v in last_metrics.values()])).all()
+        while step < p.steps and active:
+            last = trainer.update()
+            if last:
+                finite &= trainer.finite(last)
             step += 1
             bar.update(1)
-            at_eval = step % eval_every == 0 or step == steps
+            at_eval = step % p.eval_every == 0 or step == p.steps
             if step % opts.log_every == 0 or at_eval:
-                if not bool(finite):
-                    status, error = "diverged", f"non-finite loss before update {step}"
-                    break
-                if writer is not None:
-                    for k, v in last_metrics.items():
-                        writer.add_scalar(f"train/{k}", float(v), step)
+                ok = finite.tolist()
+                if not all(ok):  # these seeds diverged; the others go on
+                    for i in [i for i, good in enumerate(ok) if not good]:
+                        active[i].status, active[i].error = "diverged", f"non-finite loss before update {step}"
+                        active[i].finish(step, start, time.perf_counter() - t0, None)
+                    keep = [i for i, good in enumerate(ok) if good]
+                    if not keep:
+                        active = []
+                        break
+                    trainer.keep(keep)
+                    last = {k: v[keep] for k, v in last.items()}
+                    active, finite = [active[i] for i in keep], finite[keep]
+                for i, s in enumerate(active):
+                    if s.writer is not None:
+                        for k, v in trainer.metrics_of(i, last).items():
+                            s.writer.add_scalar(f"train/{k}", float(v), step)
             if at_eval:
-                returns = evaluator(agent.act, device)
-                mean = float(np.mean(returns))
-                score = spec.references.normalize(mean) if spec.references else None
-                sstd = float(np.std([spec.references.normalize(r) for r in returns])) if spec.references else None
-                record.curve.append(EvalPoint(step, [float(r) for r in returns], mean, score, sstd))
-                if writer is not None:
-                    writer.add_scalar("eval/return", mean, step)
-                    if score is not None:
-                        writer.add_scalar("eval/normalized_score", score, step)
-                    writer.flush()
-                shown = f"{score:.1f}" if score is not None else f"return {mean:.1f}"
+                trainer.sync()
+                for i, s in enumerate(active):
+                    shown = s.evaluate(p.spec.references, p.device, step)
+                    checkpoint(i, step)
                 bar.set_postfix_str(f"eval {shown} at {step} ({time.strftime('%H:%M:%S')})", refresh=True)
-                checkpoint(step)
             if stop.signal is not None:  # SIGINT/SIGTERM: between updates, so the state is consistent
-                checkpoint(step)
-                status, error = "running", f"interrupted by {stop.signal} at update {step} (resume with --resume)"
+                trainer.sync()
+                for i in range(len(active)):
+                    checkpoint(i, step)
+                stopped("running", f"interrupted by {stop.signal} at update {step} (resume with --resume)")
                 break
             if opts.stop_after is not None and step - start >= opts.stop_after:
-                checkpoint(step)
-                status = "running"
+                trainer.sync()
+                for i in range(len(active)):
+                    checkpoint(i, step)
+                stopped("running", None)
                 break
     except KeyboardInterrupt:  # a second Ctrl-C: stop at once, the last checkpoint stays
-        status, error = "running", "interrupted (resume with --resume from the last checkpoint)"
+        stopped("running", "interrupted (resume with --resume from the last checkpoint)")
     except Exception as e:  # a bug or a runtime failure: recorded, never reported as a result
-        status, error = "failed", "".join(traceback.format_exception_only(type(e), e)).strip()
+        stopped("failed", "".join(traceback.format_exception_only(type(e), e)).strip())
         if os.environ.get("SUITE_DEBUG") == "1":
             traceback.print_exc()
     finally:
         stop.restore()
         bar.close()
-        evaluator.close()
-        if writer is not None:
-            writer.close()
-    wall = time.perf_counter() - t0
-    record.steps = step
-    record.wall_time_s = elapsed + wall
-    record.updates_per_s = (step - start) / wall if wall > 0 and step > start else None
-    record.status, record.error = status, error
-    if last_metrics and status == "ok":
-        record.metrics = {k: float(v) for k, v in last_metrics.items() if math.isfinite(float(v))}
-    _finish_scores(record)
-    if status == "diverged":
-        record.final_score = record.best_score = record.final_return = None
-    write_run_record(record, run_dir)
-    return record
+        wall = time.perf_counter() - t0
+        for i, s in enumerate(active):
+            s.finish(step, start, wall, trainer.metrics_of(i, last) if last else None)
 
 
-def _finish_scores(record: RunRecord) -> None:
-    if not record.curve:
-        return
-    last = record.curve[-1]
-    record.final_return = last.mean_return
-    record.final_score = last.normalized_score
-    scores = [p.normalized_score for p in record.curve if p.normalized_score is not None]
-    record.best_score = max(scores) if scores else None
+def _progress_bar(p: Prepared, slots: list[Slot], start: int, opts: RunOptions):
+    from tqdm.auto import tqdm
+
+    seeds = ",".join(str(s.seed) for s in slots)
+    return tqdm(total=p.steps, initial=start, desc=f"{p.method.name} {p.spec.id} s{seeds}", unit="upd",
+                disable=not opts.progress, dynamic_ncols=True, smoothing=0.05,
+                mininterval=1.0,  # redraw by time (at least once a second), whatever the update rate
+                miniters=1)
 
 
 def _config_dict(config) -> dict[str, Any]:
