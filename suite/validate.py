@@ -28,7 +28,7 @@ def score_problems(rec: RunRecord) -> list[str]:
     and normalised score, the final return and score, and the best score."""
     out = []
     refs = (rec.task_spec.get("references") or {}) if isinstance(rec.task_spec, dict) else {}
-    lo, hi = refs.get("min_score"), refs.get("max_score")
+    lo, hi = refs.get("min_return"), refs.get("max_return")  # the fields of TaskSpec.references (References)
     for p in rec.curve:
         if p.returns and not _close(p.mean_return, sum(p.returns) / len(p.returns)):
             out.append(f"curve step {p.step}: mean_return {p.mean_return} is not the mean of its returns")
