@@ -50,7 +50,9 @@ def ls(
 def run(
     method: Annotated[str, typer.Argument(help="method name, e.g. odice, bc, iql")],
     task: Annotated[str, typer.Argument(help="task id, e.g. hopper-medium (newest version) or hopper-medium-v0")],
-    seed: Annotated[int, typer.Option(help="seeds everything")] = 0,
+    seed: Annotated[int | None, typer.Option(help="seeds everything (default 0)")] = None,
+    seeds: Annotated[str | None, typer.Option(help="K seeds in one process, one stacked agent, one record each: "
+                                              "0-4 or 0,3,7 (agent methods)")] = None,
     steps: Annotated[int | None, typer.Option(help="training updates (default: the task's protocol)")] = None,
     eval_every: Annotated[int | None, typer.Option(
         "--eval-every", help="evaluate every K updates (default: the task's protocol, 5000 on MuJoCo tasks)")] = None,
@@ -77,11 +79,16 @@ def run(
     """Train METHOD on TASK, evaluating periodically (or sample, for generative methods); writes a run
     record (JSON) under --out."""
     from ..methods import get_method, parse_overrides
-    from ..runner import RunOptions, prepare_task
+    from ..runner import RunOptions, prepare, run_seeds
     from ..runner import run as do_run
+    from ..seeds import parse_seeds
 
     if threads < 1:
         raise SuiteError("--threads must be at least 1")
+    if seeds is not None and seed is not None:
+        raise SuiteError("give --seed S (one seed) or --seeds LIST (several), not both")
+    seed_list = parse_seeds(seeds) if seeds is not None else None
+    seed = 0 if seed is None else seed
     import torch
 
     torch.set_num_threads(threads)
@@ -91,7 +98,8 @@ def run(
         if value is not None:
             overrides[key] = str(value)
     opts = RunOptions(
-        seed=seed,
+        seed=seed_list[0] if seed_list else seed,
+        seeds=seed_list,
         steps=steps,
         eval_every=eval_every,
         eval_episodes=eval_episodes,
@@ -104,6 +112,8 @@ def run(
         progress=progress,
     )
     if get_method(method).kind == "generative":
+        if seed_list is not None:
+            raise SuiteError("--seeds trains agents; run a generative method once per --seed")
         rec = do_run(method, task, opts)
         typer.echo(_generative_summary(rec, Path(out) / rec.method / rec.task / rec.run_id / "record.json"))
         if rec.status != "ok":
@@ -111,27 +121,33 @@ def run(
             raise typer.Exit(1)
         return
     try:
-        prepare_task(method, task, opts)
+        prepared = prepare(method, task, opts)  # the task is prepared once, here
     except MissingDatasetError:
         if not (sys.stdin.isatty() and sys.stdout.isatty()):
             raise  # never hang on a prompt in a non-interactive run
         if not typer.confirm(f"The dataset for {task} is not built. Build it now?", default=True):
             raise
         opts.build_missing = True
-    rec = do_run(method, task, opts)
-    path = Path(out) / rec.method / rec.task / rec.run_id / "record.json"
-    score = f"{rec.final_score:.1f}" if rec.final_score is not None else "n/a"
-    best = f"{rec.best_score:.1f}" if rec.best_score is not None else "n/a"
-    typer.echo(
-        f"{rec.status}: {rec.method} on {rec.task} seed {rec.seed}: final normalised score {score} "
-        f"(best {best}) after {rec.steps} updates, {rec.wall_time_s:.0f} s; record: {path}"
-    )
-    if rec.status in ("failed", "diverged"):
-        typer.echo(f"run {rec.status}: {rec.error}", err=True)
+        prepared = prepare(method, task, opts)
+    recs = run_seeds(method, task, opts, prepared)
+    for rec in recs:
+        path = Path(out) / rec.method / rec.task / rec.run_id / "record.json"
+        score = f"{rec.final_score:.1f}" if rec.final_score is not None else "n/a"
+        best = f"{rec.best_score:.1f}" if rec.best_score is not None else "n/a"
+        typer.echo(
+            f"{rec.status}: {rec.method} on {rec.task} seed {rec.seed}: final normalised score {score} "
+            f"(best {best}) after {rec.steps} updates, {rec.wall_time_s:.0f} s; record: {path}"
+        )
+    bad = [r for r in recs if r.status in ("failed", "diverged")]
+    for rec in bad:
+        typer.echo(f"run {rec.status}{'' if len(recs) == 1 else f' (seed {rec.seed})'}: {rec.error}", err=True)
+    stopped = [r for r in recs if r.status == "running" and r.error and r.error.startswith("interrupted")]
+    if stopped:
+        again = f"--seeds {seeds}" if seed_list is not None else f"--seed {seed}"
+        typer.echo(f"{stopped[0].error}: python -m suite run {method} {task} {again} --resume", err=True)
+        raise typer.Exit(143 if "SIGTERM" in stopped[0].error else 130)
+    if bad:
         raise typer.Exit(1)
-    if rec.status == "running" and rec.error and rec.error.startswith("interrupted"):
-        typer.echo(f"{rec.error}: python -m suite run {method} {task} --seed {seed} --resume", err=True)
-        raise typer.Exit(143 if "SIGTERM" in rec.error else 130)
 
 
 _METRIC_WORDS = {"mmd2": "exact MMD² to the target", "fd_lenet": "Fréchet distance on LeNet features",

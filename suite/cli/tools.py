@@ -22,7 +22,8 @@ def bench(
 
     groups = {
         "solvers": ["suite.bench.solvers"],
-        "agents": ["suite.bench.agents_odice", "suite.bench.agents_baselines", "suite.bench.agents_sac"],
+        "agents": ["suite.bench.agents_odice", "suite.bench.agents_baselines", "suite.bench.agents_sac",
+                   "suite.bench.agents_kseeds"],
         "data": ["suite.bench.data"],
         "threads": ["suite.bench.threads"],
     }

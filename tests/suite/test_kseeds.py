@@ -85,3 +85,26 @@ def test_resume_and_divergence_per_seed(hopper_random_built, tmp_path):
         assert _returns(got) == pytest.approx(_returns(want)) and got.steps == 40
     again = run_seeds("bc", "hopper-random-v0", RunOptions(seeds=(0, 1, 2), resume=True, **opts))
     assert [r.status for r in again] == ["ok", "diverged", "ok"]  # finished: nothing to redo
+
+
+@pytest.mark.parametrize("args, words", [(["--seeds", "a-b"], "'a-b' is not a seed"),
+                                         (["--seeds", "1,1"], "given more than once"),
+                                         (["--seeds", ""], "expected seeds like 0-4"),
+                                         (["--seed", "1", "--seeds", "0-2"], "not both")])
+def test_cli_seeds_errors_are_one_line(tmp_path, capsys, args, words):
+    from suite.cli import main
+
+    assert main(["run", "bc", "hopper-random-v0", "--out", str(tmp_path), *args]) == 2
+    err = capsys.readouterr().err
+    assert words in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
+
+
+def test_cli_runs_k_seeds_one_record_each(hopper_random_built, tmp_path, capsys):
+    from suite.cli import main
+
+    args = ["run", "bc", "hopper-random-v0", "--seeds", "0,3", "--steps", "20", "--eval-every", "20",
+            "--eval-episodes", "1", "--set", "batch_size=16", "--out", str(tmp_path), "--no-progress"]
+    assert main(args) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert [ln.split(":")[1].strip() for ln in lines] == [f"bc on hopper-random-v0 seed {s}" for s in (0, 3)]
+    assert sorted(r.seed for _, r in iter_records(tmp_path)) == [0, 3]
