@@ -26,7 +26,10 @@ class Milstein(AbstractSolver):
         dw = terms.brownian.increment(t, dt)
         dtb = bview(dt, y)
         f = terms.vf(t, y)
-        if self.derivative_free:
+        if terms.noise == "additive":  # g does not depend on y: the correction is exactly zero
+            g = terms.g(t, y)
+            ggp = torch.zeros_like(y)
+        elif self.derivative_free:
             g = terms.g(t, y)
             sq = dtb.abs().sqrt()
             g_hat = terms.g(t, y + f * dtb + g * sq)
@@ -37,7 +40,9 @@ class Milstein(AbstractSolver):
             with torch.enable_grad():
                 yv = y if create else y.detach().requires_grad_(True)
                 g = terms.g(t, yv)
-                (dg,) = torch.autograd.grad(g, yv, torch.ones_like(g), create_graph=create, allow_unused=True)
+                dg = None
+                if g.requires_grad:  # a diagonal-noise g that happens not to depend on y has no graph
+                    (dg,) = torch.autograd.grad(g, yv, torch.ones_like(g), create_graph=create, allow_unused=True)
             if not create:
                 g = g.detach()
             ggp = g * (dg if dg is not None else torch.zeros_like(g))

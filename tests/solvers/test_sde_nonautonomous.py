@@ -82,12 +82,8 @@ def test_strong_order_time_dependent_gbm(solver, strat, expected):
 # a wrong drift node or weight an O(h) one.
 ADDITIVE = [
     pytest.param(S.EulerMaruyama(), 1.0, id="EulerMaruyama"),
-    # Milstein's docstring accepts additive noise ("the correction vanishes"), but its autograd path calls
-    # torch.autograd.grad on a diffusion that does not depend on y and raises; reported, not fixed here
-    # (solvers/ is being rewritten). strict: this starts failing once it is fixed, so drop the mark then.
-    pytest.param(S.Milstein(), 1.0, id="Milstein",
-                 marks=pytest.mark.xfail(strict=True, raises=RuntimeError,
-                                         reason="Milstein autograd on a y-independent diffusion raises")),
+    # Milstein with additive noise: the correction vanishes (this raised in autograd before the fix)
+    pytest.param(S.Milstein(), 1.0, id="Milstein"),
     pytest.param(S.Milstein(derivative_free=True), 1.0, id="MilsteinDerivativeFree"),
     pytest.param(S.EulerHeun(), 1.0, id="EulerHeun"),
     pytest.param(S.ReversibleHeun(), 1.0, id="ReversibleHeun"),
