@@ -86,6 +86,13 @@ class EnsembleLayerNorm(nn.Module):
         parts = zip(x.unbind(0), self.weight.unbind(0), self.bias.unbind(0), strict=True)
         return torch.stack([nn.functional.layer_norm(xi, shape, wi, bi, self.eps) for xi, wi, bi in parts])
 
+    def forward_stacked(self, x: torch.Tensor) -> torch.Tensor:
+        """The same map as one affine-free layer norm and a broadcast affine: what `agents.stacked` runs under
+        vmap, where the per-member loop above would slice and re-stack along a strided dimension (equal up
+        to float rounding: the fused kernel applies the affine in another order)."""
+        y = nn.functional.layer_norm(x, (self.dim,), None, None, self.eps)
+        return torch.addcmul(self.bias.unsqueeze(-2), y, self.weight.unsqueeze(-2))
+
 
 class EnsembleMLP(nn.Module):
     """`n` MLPs of identical shape evaluated together: input (B, in) or (n, B, in) -> (n, B, out)."""

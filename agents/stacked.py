@@ -172,13 +172,19 @@ class SeedStack(LoopStack):
 
         def one(tensors, loose_tensors, *a):
             saved = {k: getattr(self.template, k) for k in loose_tensors}
+            # modules with a `forward_stacked` (the same map, written for vmap) use it for the call
+            stacked = [m for m in self._caller.modules() if hasattr(m, "forward_stacked")]
             try:
                 for k, v in loose_tensors.items():
                     setattr(self.template, k, v)
+                for m in stacked:
+                    m.forward = m.forward_stacked
                 return functional_call(self._caller, tensors, (fn, *a))
             finally:
                 for k, v in saved.items():
                     setattr(self.template, k, v)
+                for m in stacked:
+                    del m.forward
 
         return vmap(one)(modules, loose, *args)
 

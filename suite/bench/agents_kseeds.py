@@ -15,6 +15,7 @@ per (agent, threads, K):
 from __future__ import annotations
 
 import json
+import os
 import statistics
 import sys
 import time
@@ -122,7 +123,7 @@ def run(quick: bool = False, agents: tuple[str, ...] = AGENTS, threads: tuple[in
         for t in threads:
             for name in agents:
                 for row in _case(name, t, (1, 5, 10), rounds, per_block):
-                    yield {**row, "malloc": malloc, "cpus": torch.get_num_threads()}
+                    yield {**row, "malloc": malloc, "cpus": os.cpu_count()}
     finally:
         torch.set_num_threads(before)
 
