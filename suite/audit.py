@@ -85,7 +85,7 @@ def audit(path: str | Path, steps: int | None = None, tolerance: float = 0.02, s
     """Audit one record file; see the module docstring."""
     from . import methods, validate
     from .results import provenance
-    from .runner import RunOptions, run
+    from .runner import RunOptions, run, run_seeds
 
     path = Path(path)
     report = AuditReport(str(path))
@@ -143,9 +143,14 @@ def audit(path: str | Path, steps: int | None = None, tolerance: float = 0.02, s
         opts = RunOptions(seed=rec.seed, out=tmp, overrides=overrides, steps=int(protocol.get("steps", rec.steps)),
                           eval_every=every, eval_episodes=int(protocol.get("eval_episodes", 10)), progress=False,
                           tensorboard=False, stop_after=n)
+        together = rec.provenance.get("seeds_in_process")  # trained as one stacked agent: re-run it so
+        if together:
+            opts.seeds = tuple(int(s) for s in together)
         if log:
-            log(f"audit: re-running {rec.method} on {rec.task} seed {rec.seed} for {n} updates")
-        new = run(rec.method, rec.task, opts)
+            log(f"audit: re-running {rec.method} on {rec.task} seed {rec.seed} for {n} updates"
+                + (f" (with seeds {together} in one process, as recorded)" if together else ""))
+        new = run_seeds(rec.method, rec.task, opts)[opts.seeds.index(rec.seed)] if together else run(
+            rec.method, rec.task, opts)
     if new.provenance.get("dataset_checksum") != rec.provenance.get("dataset_checksum"):
         report.fail(f"dataset checksum {str(new.provenance.get('dataset_checksum'))[:12]}… on this machine, "
                     f"{str(rec.provenance.get('dataset_checksum'))[:12]}… in the record")

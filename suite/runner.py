@@ -215,14 +215,14 @@ def run_seeds(method_name: str, task_id: str, opts: RunOptions, prepared: Prepar
     keep_freed_memory()
     p = prepared or prepare(method_name, task_id, opts)
     seeds = tuple(opts.seeds) if opts.seeds else (opts.seed,)
-    slots = [_open_slot(p, s, opts, len(seeds)) for s in seeds]  # stage 2: each seed's agent, record, state
+    slots = [_open_slot(p, s, opts, seeds) for s in seeds]  # stage 2: each seed's agent, record, state
     todo = [s for s in slots if s.status != "done"]
     for start in sorted({s.start for s in todo}):
         _train(p, [s for s in todo if s.start == start], opts)  # stage 3 and 4
     return [s.record for s in slots]
 
 
-def _open_slot(p: Prepared, seed: int, opts: RunOptions, n_seeds: int) -> Slot:
+def _open_slot(p: Prepared, seed: int, opts: RunOptions, seeds: tuple[int, ...]) -> Slot:
     """Stage 2 for one seed: its run folder (new or resumed), record, batch generator and agent, built right
     after seeding everything with the seed (and loaded from its checkpoint when resuming)."""
     root = run_dir_root(opts.out, p.method.name, p.spec.id, seed)
@@ -236,7 +236,8 @@ def _open_slot(p: Prepared, seed: int, opts: RunOptions, n_seeds: int) -> Slot:
         stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S-%f")
         run_dir = root.parent / f"{root.name}-{stamp}"
     run_dir.mkdir(parents=True, exist_ok=True)
-    extra = p.extra_provenance if n_seeds == 1 else {**p.extra_provenance, "seeds_in_process": n_seeds}
+    # seeds trained together round differently from a single run: the audit re-runs them together
+    extra = p.extra_provenance if len(seeds) == 1 else {**p.extra_provenance, "seeds_in_process": list(seeds)}
     record = RunRecord(method=p.method.name, task=p.spec.id, seed=seed, config=_config_dict(p.config),
                        task_spec=p.spec.to_dict(), run_id=run_dir.name, provenance=provenance(str(p.device), extra))
     slot = Slot(seed, run_dir, record)
