@@ -331,15 +331,28 @@ def _compiled(key):
     if key not in _COMPILED:
         fn, mode = key[0], key[1]
         copy = types.FunctionType(fn.__code__.replace(), fn.__globals__, fn.__name__, fn.__defaults__, fn.__closure__)
-        # On CPU the compiled while_loop's body is one fused C++ kernel; what is left per step is the wrapper
-        # that allocates its buffers and calls it. inductor's C++ wrapper (instead of its Python one) cuts that
-        # from ~55 to ~36 µs per Van der Pol step (1 thread, CPU time), at the price of a longer first compile
-        # (~45 s instead of ~18 s on the loaded 2-core box; cached on disk). SOLVERS_CPP_WRAPPER=0 turns it off.
-        cpp = fn is _adaptive_while and key[6] == "cpu" and mode is None
-        cpp = cpp and os.environ.get("SOLVERS_CPP_WRAPPER") != "0"
-        opts = {"cpp_wrapper": True} if cpp else None
-        _COMPILED[key] = torch.compile(copy, fullgraph=True, dynamic=False, mode=mode, options=opts)
+        backend = "inductor"
+        if fn is _adaptive_while and key[6] == "cpu" and mode is None and os.environ.get("SOLVERS_CPP_WRAPPER") != "0":
+            backend = _inductor_small_cpp_wrapper
+        _COMPILED[key] = torch.compile(copy, fullgraph=True, dynamic=False, mode=mode, backend=backend)
     return _COMPILED[key]
+
+
+CPP_WRAPPER_MAX_NODES = 1500
+
+
+def _inductor_small_cpp_wrapper(gm, example_inputs):
+    """inductor, with its C++ wrapper for small graphs. On CPU the compiled while_loop's body of a small vector
+    field (Van der Pol) is one fused C++ kernel; what is left per step is the wrapper that allocates its buffers
+    and calls it, and the C++ wrapper cuts that from ~55 to ~36 µs per step (1 thread, CPU time) for a first
+    compile of ~45 instead of ~18 s. For a network (a U-Net: thousands of nodes) the C++ wrapper takes many
+    minutes of gcc and saves nothing measurable beside the network's own kernels, so graphs with more than
+    ``CPP_WRAPPER_MAX_NODES`` nodes (all subgraphs counted) keep the Python wrapper. SOLVERS_CPP_WRAPPER=0: never."""
+    from torch._inductor.compile_fx import compile_fx
+
+    nodes = sum(len(m.graph.nodes) for m in gm.modules() if isinstance(m, torch.fx.GraphModule))
+    patches = {"cpp_wrapper": True} if nodes <= CPP_WRAPPER_MAX_NODES else None
+    return compile_fx(gm, example_inputs, config_patches=patches)
 
 
 def _try_compiled(key, *args):
