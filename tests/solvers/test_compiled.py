@@ -135,3 +135,27 @@ def test_ode_order_on_compiled_path(solver):
             errs.append(float((sol.y1 - exact).abs().max()))
     assert _compiled_keys(L._fixed_step)
     assert abs(fit_slope(hs, errs) - solver.order) < 0.3, (errs, fit_slope(hs, errs))
+
+
+def test_solvers_compile_env_switches_the_default(monkeypatch):
+    """``compile=None`` (the default) reads SOLVERS_COMPILE: unset/0 eager, 1 compiled (the switch that turns the
+    compiled path on for every sampler built on ``solve``)."""
+    calls = []
+    orig = L._try_compiled
+
+    def spy(key, *args):
+        calls.append(key[0])
+        return orig(key, *args)
+
+    monkeypatch.setattr(L, "_try_compiled", spy)
+    y0 = torch.tensor([[2.0, 0.0], [1.0, 0.5]], **F64)
+    with torch.no_grad():
+        for env, expect in (("0", []), ("1", [L._adaptive_while])):
+            monkeypatch.setenv("SOLVERS_COMPILE", env)
+            calls.clear()
+            S.solve(S.ODETerm(vdp(2.0)), S.Dopri5(), 0.0, 3.0, y0, controller=S.PIDController(rtol=1e-6, atol=1e-6))
+            assert calls == expect, env
+        monkeypatch.delenv("SOLVERS_COMPILE")
+        calls.clear()
+        S.solve(S.ODETerm(vdp(2.0)), S.Dopri5(), 0.0, 3.0, y0, controller=S.PIDController(rtol=1e-6, atol=1e-6))
+        assert calls == []
