@@ -2,8 +2,9 @@
 survived test_samplers.py (`tox -e mutation`, see tox.ini).
 
 Equivalent mutants left alive:
-- karras_sigmas, ``device=device`` dropped or set to None in ``torch.as_tensor``: the default device is the CPU,
-  which is what the tests run on (a CUDA run would tell them apart; the GPU tests do not build schedules).
+- karras_sigmas, ``device=device`` dropped or set to None in its three tensor constructors (σmax, the index
+  ramp, σmin; 6 mutants): the default device is the CPU, which is what the tests run on (a CUDA run would tell
+  them apart; the GPU tests do not build schedules).
 """
 
 import numpy as np

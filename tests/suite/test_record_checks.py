@@ -78,6 +78,8 @@ def test_a_consistent_record_has_no_problems(local_store):
     assert validate.problems(rec, _raw(rec)) == []
     il = _record("hopper-expert-1traj-v0")  # offline imitation: the same dataset checks
     assert il.task_spec["kind"] == "offline-il" and validate.problems(il) == []
+    del il.provenance["dataset_checksum"]
+    assert validate.problems(il) == ["provenance lacks the dataset checksum"]
 
 
 @pytest.mark.parametrize("field,value,message", [
