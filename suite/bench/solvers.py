@@ -253,6 +253,50 @@ def bench_em(repeats: int) -> dict:
     return out
 
 
+def bench_pf_ode(repeats: int) -> dict:
+    """The probability-flow ODE sampler (score-SDE's ``ode_sample``: Dopri5 + PID through ``solvers``) with a real
+    score network -- the digits U-Net (ch 32, 8x8, one residual block per level, attention at 4x4; random weights:
+    the timing does not depend on training), VP-SDE, batch 64, tol 1e-3 -- eager against compiled
+    (``SOLVERS_COMPILE=1``). Network evaluations of the batch per second (CPU time) and the first compile."""
+    import os
+
+    from generative.models import NoisePredictionScoreModel, build_net
+    from generative.samplers.score_sde import ode_sample
+    from generative.sdes import VPSDE
+
+    torch.manual_seed(0)
+    net = build_net("unet", image_size=8, in_channels=1, ch=32, ch_mult=(1, 2), num_res_blocks=1,
+                    attn_resolutions=(4,), dropout=0.0).eval()
+    sde = VPSDE()
+    model = NoisePredictionScoreModel(net, sde).eval()
+    old = os.environ.get("SOLVERS_COMPILE")
+    nfe: dict = {}
+
+    def sampler(compiled):
+        def fn():
+            os.environ["SOLVERS_COMPILE"] = "1" if compiled else "0"
+            r = ode_sample(model, sde, (64, 1, 8, 8), rtol=1e-3, atol=1e-3)
+            nfe[compiled] = r.nfe
+        return fn
+
+    try:
+        t = time.perf_counter()
+        sampler(True)()
+        first = time.perf_counter() - t
+        ms = _interleaved_ms({"eager": sampler(False), "compiled": sampler(True)}, repeats, cpu=True)
+    finally:
+        if old is None:
+            os.environ.pop("SOLVERS_COMPILE", None)
+        else:
+            os.environ["SOLVERS_COMPILE"] = old
+    out = {"case": "pf_ode_unet_digits", "batch": 64, "nfe": nfe[False], "nfe_compiled": nfe[True],
+           "eager_ms": ms["eager"], "compiled_ms": ms["compiled"],
+           "eager_nfe_per_s": nfe[False] / ms["eager"] * 1e3, "compiled_nfe_per_s": nfe[True] / ms["compiled"] * 1e3,
+           "compile_s": first - ms["compiled"] / 1e3, "timing": "process CPU time (medians)"}
+    out["speedup"] = out["compiled_nfe_per_s"] / out["eager_nfe_per_s"]
+    return out
+
+
 def run(quick: bool = False, threads: int = 1) -> list[dict]:
     """Both cases at ``threads`` torch threads (default 1: the suite's default, and the only count that is
     meaningful beside other jobs on a 2-core machine; ``python -m suite.bench.solvers --threads 2``)."""
@@ -261,6 +305,8 @@ def run(quick: bool = False, threads: int = 1) -> list[dict]:
     try:
         repeats = 3 if quick else 9
         results = [bench_vdp(repeats, threads), bench_em(repeats)]
+        if not quick:  # compiling the U-Net inside the while_loop takes minutes
+            results.append(bench_pf_ode(repeats))
     finally:
         torch.set_num_threads(old)
     for r in results:
