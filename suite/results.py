@@ -67,13 +67,15 @@ class RunRecord:
         return cls(**d)
 
 
-def write_json_atomic(path: str | Path, obj: Any) -> Path:
+def write_json_atomic(path: str | Path, obj: Any, *, indent: int = 1, allow_nan: bool = False) -> Path:
+    """Write JSON atomically (temp file, fsync, rename). Records refuse NaN (``allow_nan=False``); studies, whose
+    rows may hold a NaN metric of a failed cell, pass ``allow_nan=True``."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "w") as f:
-            json.dump(obj, f, indent=1, sort_keys=True, allow_nan=False)
+            json.dump(obj, f, indent=indent, sort_keys=True, allow_nan=allow_nan)
             f.write("\n")
             f.flush()
             os.fsync(f.fileno())

@@ -19,6 +19,8 @@ import statistics
 import time
 from pathlib import Path
 
+from .results import write_json_atomic
+
 DEFAULT_TASKS = ("gmm-64d", "digits-8x8")
 DEFAULT_NFES = (10, 20, 50)
 DEFAULT_INTEGRATORS = ("em", "pc", "karras-heun", "karras-stochastic")
@@ -98,9 +100,7 @@ def summarise(rows: list[dict]) -> list[dict]:
 
 def _write(path: Path, rows: list[dict]) -> dict:
     result = {"rows": rows, "summary": summarise(rows)}
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(result, indent=2, sort_keys=True))
-    tmp.replace(path)
+    write_json_atomic(path, result, indent=2, allow_nan=True)
     return result
 
 

@@ -23,6 +23,8 @@ import json
 import time
 from pathlib import Path
 
+from .results import write_json_atomic
+
 DEFAULT_TASKS = ("mnist-denoise50-v0", "mnist-inpaint-v0", "mnist-sr4-v0")
 DEFAULT_NFES = (5, 10, 20)
 DEFAULT_BASELINE_NFES = (10, 20, 50, 100)
@@ -118,9 +120,7 @@ def summarise(rows: list[dict], tolerance: float = 0.1) -> dict:
 
 def _write(path: Path, rows: list[dict], tolerance: float) -> dict:
     result = {"rows": rows, "summary": summarise(rows, tolerance)}
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(result, indent=2, sort_keys=True))
-    tmp.replace(path)
+    write_json_atomic(path, result, indent=2, allow_nan=True)
     return result
 
 
