@@ -192,7 +192,7 @@ def integrate_fixed(p: Problem, checkpoint_every: int | None = None, step_hook=N
     steps_ys = [y0] if save_steps else None
 
     key = None
-    if p.compile:
+    if p.compile and not checkpoint_every:  # checkpointed chunks run eagerly (see integrate_adaptive)
         key = _compile_key(_fixed_step, p.compile if isinstance(p.compile, str) else None, terms, solver, y0)
 
     def run_chunk(lo, hi):
@@ -406,10 +406,12 @@ def integrate_adaptive(p: Problem, checkpoint_every: int | None = None, step_hoo
     fpstep = solver.fevals_per_step
     carry = (t0, y0, dt.contiguous(), done, status, nsteps, iters, e1, e2, buf, *state)
     mode = p.compile if isinstance(p.compile, str) else None
-    compiled = bool(p.compile) and step_hook is None and hist is None
+    # CheckpointAdjoint's recomputation (torch.utils.checkpoint) stops by raising inside the chunk, which a
+    # compiled region cannot pass through: checkpointed chunks run eagerly
+    compiled = bool(p.compile) and step_hook is None and hist is None and checkpoint_every is None
     args = (terms, solver, ctrl, saver, t1, direction)
 
-    if compiled and checkpoint_every is None and not torch.is_grad_enabled():
+    if compiled and not torch.is_grad_enabled():
         out = _try_compiled(_compile_key(_adaptive_while, mode, terms, solver, y0), *args, p.max_steps, carry)
         if out is not None:
             t, y, _, done, status, nsteps, iters = out[:7]

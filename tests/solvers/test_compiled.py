@@ -13,7 +13,6 @@ import torch
 
 import solvers as S
 import solvers._loop as L
-from solvers.methods._base import ExplicitRK
 
 from .conftest import fit_slope
 from .test_order import ODE_SOLVERS, _nonautonomous_problem
@@ -115,13 +114,11 @@ def test_compiled_per_sample_times_backwards_statuses_history_and_nan():
     _same(a, b)
 
 
-EXPLICIT_RK = [s for s in ODE_SOLVERS if isinstance(s, ExplicitRK)]
-
-
 @pytest.mark.slow
-@pytest.mark.parametrize("solver", EXPLICIT_RK, ids=lambda s: type(s).__name__)
+@pytest.mark.parametrize("solver", ODE_SOLVERS, ids=lambda s: type(s).__name__)
 def test_ode_order_on_compiled_path(solver):
-    """The non-autonomous nonlinear order test of test_order.py, on fixed grids with the compiled step."""
+    """The non-autonomous nonlinear order test of test_order.py, on fixed grids with the compiled step (every ODE
+    method, reversible Heun included)."""
     term, y0, exact, t1 = _nonautonomous_problem()
     ns = {4: [8, 16, 32, 64], 5: [32, 64, 128, 256], 3: [32, 64, 128, 256]}.get(solver.order, [64, 128, 256, 512])
     hs, errs = [], []
@@ -159,3 +156,27 @@ def test_solvers_compile_env_switches_the_default(monkeypatch):
         calls.clear()
         S.solve(S.ODETerm(vdp(2.0)), S.Dopri5(), 0.0, 3.0, y0, controller=S.PIDController(rtol=1e-6, atol=1e-6))
         assert calls == []
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("adjoint", ["direct", "checkpoint", "backsolve"])
+def test_gradients_on_the_compiled_path_match_eager(adjoint):
+    """Autograd through compiled chunks, CheckpointAdjoint (which runs its chunks eagerly: checkpoint's
+    recomputation cannot stop inside a compiled region) and BacksolveAdjoint (its forward solve is the compiled
+    while_loop; the backward solve with its step hook runs eagerly) give the eager gradients."""
+    from .test_adjoint import Field
+
+    field = Field()
+    y0 = torch.randn(4, 3, generator=torch.Generator().manual_seed(1), **F64)
+    adj = {"direct": None, "checkpoint": S.CheckpointAdjoint(every=5), "backsolve": S.BacksolveAdjoint()}[adjoint]
+    grads = []
+    for compiled in (False, True):
+        y = y0.clone().requires_grad_(True)
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", RuntimeWarning)
+            sol = S.solve(S.ODETerm(field), S.Dopri5(), 0.0, 2.0, y, controller=S.PIDController(1e-8, 1e-8),
+                          adjoint=adj, compile=compiled)
+        loss = (sol.y1**2).sum()
+        grads.append(torch.autograd.grad(loss, [y, *field.parameters()]))
+    for a, b in zip(*grads, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-8, atol=1e-10)
