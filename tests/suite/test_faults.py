@@ -62,7 +62,7 @@ def test_truncated_checkpoint_is_one_error_naming_the_file(tmp_path, victim):
 def _ok_record(tmp_path, name="r"):
     from suite.results import EvalPoint, RunRecord, save_record
 
-    refs = {"min_score": 0.0, "max_score": 10.0}
+    refs = {"min_return": 0.0, "max_return": 10.0}  # the keys task specs use (validate rescores from them)
     curve = [EvalPoint(100, [2.0, 4.0], 3.0, 30.0), EvalPoint(200, [5.0, 7.0], 6.0, 60.0)]
     rec = RunRecord(method="bc", task="hopper-random-v0", seed=0, config={}, task_spec={"references": refs},
                     status="ok", curve=curve, final_score=60.0, best_score=60.0, final_return=6.0, run_id=name,
