@@ -153,8 +153,10 @@ def resolve_config(method: MethodSpec, task_id: str, overrides: dict[str, str] |
     return config, set(values)
 
 
-# Fields whose meaning is a count or a rate: they must be positive. Every number must be finite.
-_POSITIVE = ("batch_size", "max_steps", "eval_every", "eval_episodes", "bc_steps", "n_critics", "cql_n_actions",
+# Fields whose meaning is a count or a rate: they must be positive (_NON_NEGATIVE: zero means "off", e.g. CQL's
+# BC warm-up, 0 on MuJoCo). Every number must be finite.
+_NON_NEGATIVE = ("bc_steps",)
+_POSITIVE = ("batch_size", "max_steps", "eval_every", "eval_episodes", "n_critics", "cql_n_actions",
              "policy_freq", "target_update_period", "lr", "nfe", "n_steps", "n_samples", "skp", "n_rounds",
              "rtol", "atol", "eta", "train_steps", "sample_steps", "classifier_steps", "corrector_steps", "ch", "batch",
              "n_test")
@@ -173,6 +175,8 @@ def check_ranges(name: str, config) -> None:
             raise ConfigError(f"{name}: {f.name} must be a finite number, got {v}")
         if (f.name in _POSITIVE or f.name.endswith("_lr")) and v <= 0:
             raise ConfigError(f"{name}: {f.name} must be positive, got {v}")
+        if f.name in _NON_NEGATIVE and v < 0:
+            raise ConfigError(f"{name}: {f.name} must be >= 0, got {v}")
 
 
 def parse_overrides(items: list[str]) -> dict[str, str]:

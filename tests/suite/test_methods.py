@@ -37,3 +37,24 @@ def test_resolved_odice_configs_are_pinned(task):
 def test_a_task_without_a_file_gets_the_defaults():
     cfg, explicit = resolve_config(get_method("odice"), "minari/mujoco/hopper/medium-v0")
     assert explicit == set() and cfg == get_method("odice").config_class()()
+
+
+def test_every_method_resolves_its_default_config_on_every_task_of_its_kind():
+    """The range checks accept every shipped default and per-task file (CQL's bc_steps = 0 was refused once, so
+    `suite run cql` failed on every task)."""
+    checked = 0
+    for name in sorted(methods.registry):
+        method = get_method(name)
+        for spec in tasks.list_tasks():
+            if spec.kind not in method.task_kinds:
+                continue
+            resolve_config(method, spec.id)
+            checked += 1
+    assert checked > 100
+
+
+def test_negative_counts_are_refused_in_one_line():
+    from suite.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="bc_steps must be >= 0, got -1"):
+        resolve_config(get_method("cql"), "hopper-medium-v1", {"bc_steps": "-1"})
