@@ -27,7 +27,6 @@ from .base import OfflineAgent
 from .nets import DeterministicPolicy, GaussianPolicy, fused_adam
 from .stacked import SeedStack
 
-TASK_KINDS = ("offline-rl", "offline-il")
 POLICIES = ("deterministic", "gaussian")
 
 

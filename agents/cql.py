@@ -53,8 +53,6 @@ from agents.nets import (
 )
 from agents.stacked import SeedStack
 
-TASK_KINDS = ("offline-rl",)
-
 _HALF_LOG_2PI = 0.5 * math.log(2 * math.pi)
 _LOG2 = math.log(2.0)
 

@@ -9,7 +9,7 @@ Defaults are the paper's / CORL's MuJoCo settings: expectile 0.7, temperature β
 exp(β·A) clipped at 100, 256-256 MLPs, Adam 3e-4 for Q, V and π, cosine decay of the policy's learning rate
 over the whole run, target-Q EMA 0.005, γ = 0.99, batch 256, rewards scaled by 1000 / (max − min episode
 return), observations standardised with the dataset's statistics (CORL). AntMaze uses expectile 0.9, β = 10
-and rewards r − 1 (`agents/configs/iql/antmaze-*.json`).
+and rewards r − 1 (the paper's AntMaze settings; no AntMaze task is registered, so no config file holds them).
 
 Deviations
 - From CORL: the three losses are summed and take ONE backward pass and ONE optimizer step. This gives exactly
@@ -44,8 +44,6 @@ from agents.nets import (
     soft_update,
 )
 from agents.stacked import LoopStack, SeedStack
-
-TASK_KINDS = ("offline-rl",)
 
 _HALF_LOG_2PI = 0.5 * math.log(2 * math.pi)
 

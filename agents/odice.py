@@ -58,8 +58,6 @@ from .base import OfflineAgent
 from .nets import EnsembleValue, GaussianPolicy, frozen_copy, fused_adam, soft_update
 from .stacked import SeedStack
 
-TASK_KINDS = ("offline-rl", "offline-il")
-
 GRADIENTS = ("orthogonal", "true", "semi")
 F_DIVERGENCES = ("pearson_chi2", "reverse_kl")
 _LOG_SQRT_2PI = 0.5 * math.log(2 * math.pi)

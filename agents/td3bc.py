@@ -38,8 +38,6 @@ from agents.nets import (
 )
 from agents.stacked import SeedStack
 
-TASK_KINDS = ("offline-rl",)
-
 
 @dataclass(frozen=True)
 class TD3BCConfig:

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from agents.base import prepare_data
-from agents.bc import BC, TASK_KINDS, BCConfig
+from agents.bc import BC, BCConfig
 from tests.agents import toy
 
 TINY = BCConfig(hidden=(32, 32), lr=1e-3, batch_size=128)
@@ -20,7 +20,6 @@ def test_defaults_follow_corl():
     assert (c.hidden, c.lr, c.batch_size, c.max_steps, c.eval_every, c.eval_episodes) == (
         (256, 256), 3e-4, 256, 1_000_000, 5000, 10)
     assert c.normalize_observations and c.policy == "deterministic"
-    assert set(TASK_KINDS) == {"offline-rl", "offline-il"}
     with pytest.raises(ValueError):
         BCConfig(policy="diffusion")
 

@@ -15,7 +15,7 @@ import torch
 
 from agents.base import config_from_dict
 from agents.bc import BC, BCConfig
-from agents.odice import ODICE, TASK_KINDS, ODICEConfig
+from agents.odice import ODICE, ODICEConfig
 from tests.agents import toy
 from tests.reference.odice_official import OfficialODICE, load_official_into, twin_to_ensemble_state
 
@@ -63,9 +63,6 @@ def expected_orthogonal_gradient(value, target, batch, lam, eta, gamma):
 def applied_gradient(agent):
     return flat([p.grad for p in agent.value.parameters()])
 
-
-def test_task_kinds():
-    assert set(TASK_KINDS) == {"offline-rl", "offline-il"}
 
 
 @pytest.mark.parametrize("layer_norm", [False, True])
