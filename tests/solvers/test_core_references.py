@@ -4,8 +4,14 @@
   to it made after import (mutmut's mutants are switched on at call time): here every tableau's step is built
   at test time and checked against exact solutions -- its order on a non-autonomous nonlinear problem, the
   order of its error estimate, and the FSAL stage.
+  Surviving mutants that are equivalent: skipping a coefficient of exactly 1.0 in the error weights (none is),
+  multiplying by 1.0, ``yi = None`` before the stage loop (only Euler has no stages after the first, and it is not
+  FSAL), always taking the ``rows[i]``/``nodes[i] != 0`` branches (``t + 0·dt`` is ``t``; no row is empty), and
+  recomputing an FSAL method's y1 from ``b`` (its last row *is* ``b``: equal up to rounding).
 * ``PIDController``'s error norm, factor, update and first step against the formulas written out in numpy
-  (Hairer, Nørsett & Wanner II.4; Söderlind's PID form as in diffrax).
+  (Hairer, Nørsett & Wanner II.4; Söderlind's PID form as in diffrax). Equivalent survivors: ``"INF"`` for
+  ``"inf"``, ``<`` for ``<=`` at the exact boundary (errn = 1, |dt| = dtmin), ``dtmin / direction`` for
+  ``dtmin * direction`` (direction is ±1).
 """
 
 import math
@@ -69,6 +75,22 @@ def test_error_estimate_and_fsal_stage_built_at_test_time(cls):
     assert abs(fit_slope(hs, errs) - cls.order) < 0.35, errs
 
 
+@pytest.mark.parametrize("cls", [c for c in RK if c.fsal], ids=lambda c: c.__name__)
+def test_fsal_step_reuses_the_given_first_stage(cls):
+    """Given k0 (the previous step's last stage), an FSAL step evaluates the field n - 1 times, not n."""
+    step = make_rk_step(cls.c, cls.a, cls.b, cls.b_error, cls.fsal)
+    calls = []
+
+    def f(t, y):
+        calls.append(1)
+        return _field(t, y)
+
+    t, dt = torch.full((2,), 0.2, **F64), torch.full((2,), 0.1, **F64)
+    y1, _, ks = step(f, t, Y0, dt, _field(t, Y0))
+    assert len(calls) == len(cls.b) - 1 == cls.fevals_per_step
+    torch.testing.assert_close(y1, step(_field, t, Y0, dt)[0], rtol=0, atol=0)
+
+
 def test_every_explicit_rk_class_carries_the_step_of_its_tableau():
     for cls in RK:
         assert issubclass(cls, ExplicitRK)
@@ -119,9 +141,9 @@ def test_update_accepts_clips_and_flags_small_steps():
     c = S.PIDController(rtol=1e-3, atol=1e-6, dtmin=1e-3, dtmax=0.5)
     y0 = torch.ones(4, 2, **F64)
     y1 = y0.clone()
-    # scaled errors 0.5 (accept), 2 (reject), NaN (reject as inf), 1e-9 (accept, huge factor -> dtmax)
+    # scaled errors 0.5 (accept), 1.5 (reject), NaN (reject as inf), 1e-9 (accept, huge factor -> dtmax)
     scale = 1e-6 + 1e-3
-    err = torch.tensor([[0.5], [2.0], [float("nan")], [1e-9]], **F64).expand(4, 2) * scale
+    err = torch.tensor([[0.5], [1.5], [float("nan")], [1e-9]], **F64).expand(4, 2) * scale
     dt = torch.tensor([0.1, 0.1, 0.002, 0.3], **F64)
     active = torch.tensor([True, True, True, True])
     one = torch.ones(4, **F64)
@@ -139,6 +161,10 @@ def test_update_accepts_clips_and_flags_small_steps():
     acc, dt2, _, small2 = c2.update(err[:1].clone(), y0[:1], y1[:1], torch.tensor([-0.01], **F64),
                                     active[:1], one[:1], one[:1], 5, torch.tensor([-1.0], **F64))
     assert acc.tolist() == [True] and small2.tolist() == [False] and float(dt2[0]) == -0.05
+    # backwards in time, a tiny error proposes a huge negative step: clipped to -dtmax
+    acc, dt3, _, _ = c.update(err[3:].clone(), y0[3:], y1[3:], torch.tensor([-0.3], **F64), active[3:], one[3:],
+                              one[3:], 5, torch.tensor([-1.0], **F64))
+    assert acc.tolist() == [True] and float(dt3[0]) == -0.5
 
 
 def test_icontroller_is_the_i_only_pid_controller():
