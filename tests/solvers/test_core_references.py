@@ -11,7 +11,8 @@
 * ``PIDController``'s error norm, factor, update and first step against the formulas written out in numpy
   (Hairer, Nørsett & Wanner II.4; Söderlind's PID form as in diffrax). Equivalent survivors: ``"INF"`` for
   ``"inf"``, ``<`` for ``<=`` at the exact boundary (errn = 1, |dt| = dtmin), ``dtmin / direction`` for
-  ``dtmin * direction`` (direction is ±1).
+  ``dtmin * direction`` (direction is ±1), ``IController`` not passing a coefficient equal to the dataclass
+  default, and ``nf = 1`` for the first ``nf += 1`` of ``initial_step`` (it starts at 0).
 """
 
 import math
@@ -176,9 +177,10 @@ def test_icontroller_is_the_i_only_pid_controller():
 def test_initial_step_is_hairers_algorithm():
     """HNW II.4 (starting step size), written out in numpy for y' = -3 y + sin(t) per sample."""
     c = S.PIDController(rtol=1e-4, atol=1e-7)
-    y0 = np.array([[1.0, -0.5], [2.0, 0.3], [1e-9, 1e-9]])
+    # the last sample starts at y = 0 with f != 0 (t0 = 0.5): only d0 < 1e-5, which selects h0 = 1e-6
+    y0 = np.array([[1.0, -0.5], [2.0, 0.3], [1e-9, 1e-9], [0.0, 0.0]])
     f = lambda t, y: -3.0 * y + np.sin(t)[:, None]  # noqa: E731
-    order, t0 = 5, np.zeros(3)
+    order, t0 = 5, np.array([0.0, 0.0, 0.0, 0.5])
     scale = np.abs(y0) * c.rtol + c.atol
     rms = lambda x: np.sqrt(np.mean((x / scale) ** 2, axis=1))  # noqa: E731
     f0 = f(t0, y0)
@@ -189,6 +191,6 @@ def test_initial_step_is_hairers_algorithm():
     h1 = np.where(np.maximum(d1, d2) <= 1e-15, np.maximum(1e-6, h0 * 1e-3), (0.01 / np.maximum(d1, d2)) ** (1 / order))
     want = np.minimum(100 * h0, h1)
     term = S.ODETerm(lambda t, y: -3.0 * y + torch.sin(t).view(-1, 1))
-    h, nf = c.initial_step(term, torch.zeros(3, **F64), torch.tensor(y0), torch.ones(3, **F64), order)
-    assert nf == 2
+    h, nf = c.initial_step(term, torch.tensor(t0), torch.tensor(y0), torch.ones(4, **F64), order)
+    assert nf == 2 and want[3] > 0
     np.testing.assert_allclose(h.numpy(), want, rtol=1e-12)
