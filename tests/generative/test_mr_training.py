@@ -240,7 +240,16 @@ def test_save_load_round_trip_cache_and_corruption(tmp_path):
 
 
 # -------------------------------------------------------------------------------------------- resume
-def test_interrupted_training_resumes_to_the_same_weights(tmp_path):
+@pytest.fixture
+def sigint_handled():
+    """A background job started by a non-interactive shell inherits SIGINT *ignored* (and training rightly leaves
+    an ignored signal alone), so the test would not see its own SIGINT: give it Python's handler, then restore."""
+    old = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, old)
+
+
+def test_interrupted_training_resumes_to_the_same_weights(tmp_path, sigint_handled):
     cfg = _tiny(dropout=0.1, checkpoint_every=0)  # dropout: its randomness must resume exactly too
     handler_before = signal.getsignal(signal.SIGINT)
     straight = train_mr_model(cfg, tmp_path / "a", progress=False)
