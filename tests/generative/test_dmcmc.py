@@ -175,6 +175,7 @@ def test_unknown_sampler_suggests_the_closest():
         get_sampler("karras-huen")
 
 
+@pytest.mark.slow  # ~22 s of training under load; the exact-score DMCMC tests stay in the fast group
 def test_trained_noise_classifier_beats_chance_by_far_on_digits():
     from generative.datasets import load_image_dataset
     from generative.models import train_noise_classifier

@@ -69,6 +69,7 @@ def test_restoration_methods_refuse_other_tasks_and_bad_options(tmp_path, capsys
     assert code not in (0, None) and "solver" in capsys.readouterr().err
 
 
+@pytest.mark.slow  # ~18 s under load: trains a tiny model and runs every variant
 def test_mrs_study_writes_rows_resumes_and_summarises(tmp_path, monkeypatch):
     from suite.study_mrs import run_study
 
