@@ -103,15 +103,19 @@ def _gbm_strong_errors(solver, stratonovich: bool, ns=(8, 16, 32, 64, 128)):
     return fit_slope(hs, errs)
 
 
-@pytest.mark.parametrize(
-    "solver,strat,expected",
-    [(S.EulerMaruyama(), False, S.EulerMaruyama.strong_order), (S.Milstein(), False, S.Milstein.strong_order),
-     (S.Milstein(derivative_free=True), False, S.Milstein.strong_order),
-     # the Stratonovich Heun schemes are strong order 0.5 for general noise but 1.0 for commutative
-     # (here scalar) noise, which is what GBM exercises
-     (S.EulerHeun(), True, 1.0), (S.ReversibleHeun(), True, 1.0)],
+# (solver, Stratonovich?, expected strong order) on scalar multiplicative noise (also used by
+# test_sde_nonautonomous.py): the Stratonovich Heun schemes are strong order 0.5 for general noise but 1.0 for
+# commutative (here scalar) noise, which is what GBM exercises
+GBM_CASES = dict(
+    argnames="solver,strat,expected",
+    argvalues=[(S.EulerMaruyama(), False, S.EulerMaruyama.strong_order), (S.Milstein(), False, S.Milstein.strong_order),
+               (S.Milstein(derivative_free=True), False, S.Milstein.strong_order),
+               (S.EulerHeun(), True, 1.0), (S.ReversibleHeun(), True, 1.0)],
     ids=["EulerMaruyama", "Milstein", "MilsteinDerivativeFree", "EulerHeun", "ReversibleHeun"],
 )
+
+
+@pytest.mark.parametrize(**GBM_CASES)
 def test_sde_strong_order_gbm(solver, strat, expected):
     slope = _gbm_strong_errors(solver, strat)
     assert abs(slope - expected) < 0.2, slope

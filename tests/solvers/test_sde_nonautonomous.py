@@ -18,6 +18,7 @@ import torch
 import solvers as S
 
 from .conftest import GridBrownian, fit_slope
+from .test_order import GBM_CASES
 
 T, B0, B1, PATHS = 1.0, 0.3, 0.5, 4000
 NS = (8, 16, 32, 64, 128)  # every step end is a node of the path's grid (128 cells)
@@ -49,13 +50,7 @@ def _strong_errors(term, solver, y0, exact, ns=NS):
 # Ito:           X_T = X_0 exp(sin T − ½ ∫ b² ds + ∫ b dW)
 # Stratonovich:  X_T = X_0 exp(sin T + ∫ b ∘ dW), and ∫ b ∘ dW = ∫ b dW for deterministic b
 # Scalar noise is commutative, so the Stratonovich Heun schemes reach strong order 1 here (0.5 in general).
-@pytest.mark.parametrize(
-    "solver,strat,expected",
-    [(S.EulerMaruyama(), False, S.EulerMaruyama.strong_order), (S.Milstein(), False, S.Milstein.strong_order),
-     (S.Milstein(derivative_free=True), False, S.Milstein.strong_order),
-     (S.EulerHeun(), True, 1.0), (S.ReversibleHeun(), True, 1.0)],
-    ids=["EulerMaruyama", "Milstein", "MilsteinDerivativeFree", "EulerHeun", "ReversibleHeun"],
-)
+@pytest.mark.parametrize(**GBM_CASES)
 def test_strong_order_time_dependent_gbm(solver, strat, expected):
     bm, stoch_int = _path(seed=3)
     term = S.SDETerm(lambda t, y: torch.cos(t).view(-1, 1) * y, lambda t, y: _b(t) * y, noise="diagonal",
