@@ -291,26 +291,30 @@ def _adaptive_while(terms, solver, ctrl, saver, t1, direction, max_steps, carry)
     from torch._higher_order_ops import while_loop
 
     has_bf = carry[9] is not None
-    head, tail = carry[:9], carry[10:]
-
-    def pack(c):
-        return c[:9] + ((c[9],) if has_bf else ()) + c[10:]
-
-    def unpack(c):
-        return c[:9] + ((c[9],) if has_bf else (None,)) + c[9 + has_bf :]
 
     def cond(it, *c):
         return (it < max_steps) & ~c[3].all()
 
     def body(it, *c):
-        out = pack(_adaptive_iteration(terms, solver, ctrl, saver, t1, direction, unpack(c))[0])
+        out = _pack(_adaptive_iteration(terms, solver, ctrl, saver, t1, direction, _unpack(c, has_bf))[0])
         # while_loop refuses outputs that alias inputs (e.g. e1/e2 without PID history): copy those
         return (it + 1, *(o.clone() if o is i else o for o, i in zip(out, c, strict=True)))
 
     it0 = torch.zeros((), dtype=torch.int64, device=carry[1].device)
-    init = (it0, *head, *((carry[9],) if has_bf else ()), *tail)
+    init = (it0, *_pack(carry))
     out = while_loop(cond, body, tuple(x.contiguous() for x in init))  # carried strides must match the body's
-    return unpack(tuple(out[1:]))
+    return _unpack(tuple(out[1:]), has_bf)
+
+
+def _pack(c):
+    """The carry as tensors only (``while_loop`` and ``checkpoint`` carry tensors): the absent SaveAt buffer
+    (slot 9, ``None``) is dropped."""
+    return tuple(c[:9]) + ((c[9],) if c[9] is not None else ()) + tuple(c[10:])
+
+
+def _unpack(c, has_bf: bool):
+    """The inverse of :func:`_pack`: slot 9 back in place (``None`` without a SaveAt buffer)."""
+    return tuple(c[:9]) + ((c[9],) if has_bf else (None,)) + tuple(c[9 + has_bf :])
 
 
 _COMPILED: dict = {}
@@ -419,11 +423,11 @@ def integrate_adaptive(p: Problem, checkpoint_every: int | None = None, step_hoo
 
     def run_chunk(count):
         def fn(*c):
-            c = c[:9] + (c[9] if buf is not None else None,) + c[9 + (buf is not None) :]
+            c = _unpack(c, buf is not None)
             if compiled:
                 res = _try_compiled(_compile_key(_adaptive_chunk, mode, terms, solver, y0), *args, count, c)
                 if res is not None:
-                    return _strip(res)
+                    return _pack(res)
             for _ in range(count):
                 t_start = c[0]
                 c, acc, dt_step, dense = _adaptive_iteration(*args, c)
@@ -431,15 +435,12 @@ def integrate_adaptive(p: Problem, checkpoint_every: int | None = None, step_hoo
                     step_hook(t_start, dt_step, acc, dense)
                 if hist is not None:
                     hist.append((c[0], c[1], acc))
-            return _strip(c)
+            return _pack(c)
 
         return fn
 
-    def _strip(c):  # checkpoint() needs tensors only: drop the absent SaveAt buffer
-        return c[:9] + ((c[9],) if c[9] is not None else ()) + tuple(c[10:])
-
     chunk = checkpoint_every or ctrl.check_every or (4 if compiled else 1 if y0.device.type == "cpu" else 8)
-    flat = _strip(carry)
+    flat = _pack(carry)
     it = 0
     while it < p.max_steps and not bool(flat[3].all()):  # the one host sync per chunk
         count = min(chunk, p.max_steps - it)
