@@ -51,7 +51,15 @@ class Agent(Protocol):
 class OfflineAgent:
     """What every offline agent here shares: its config, the task's dimensions, the device and the dataset's
     observation statistics (an `ObsNormalizer`, saved in the state dict). Subclasses build their networks
-    after calling this constructor and implement `update`, `act`, `state_dict`, `load_state_dict`."""
+    after calling this constructor and implement `update`, `act`, `state_dict`, `load_state_dict`.
+
+    `NUMERICS` numbers the agent's arithmetic: bump it in a change that moves the agent's numbers on purpose (a
+    formula written differently, a fixed bug) — `tests/suite/test_pinned_records.py` fails until the pin is
+    regenerated. Records carry it (provenance "numerics"), and `suite audit` demands bit-identical curves only
+    from a record with the same machine class *and* the same NUMERICS; across a bump it compares within the
+    cross-machine tolerance and says why."""
+
+    NUMERICS = 1
 
     def __init__(self, config, obs_dim: int, action_dim: int, *, obs_mean=None, obs_std=None,
                  device: str | torch.device = "cpu"):

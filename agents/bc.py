@@ -16,7 +16,6 @@ Deviations from CORL and why:
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,7 +23,7 @@ import torch
 import torch.nn.functional as F
 
 from .base import OfflineAgent
-from .nets import DeterministicPolicy, GaussianPolicy, fused_adam
+from .nets import DeterministicPolicy, GaussianPolicy, fused_adam, gaussian_log_prob
 from .stacked import SeedStack
 
 POLICIES = ("deterministic", "gaussian")
@@ -53,6 +52,8 @@ class BCConfig:
 class BC(OfflineAgent):
     """Behaviour cloning: one Adam step on the MSE (or Gaussian NLL) to the dataset actions per `update`."""
 
+    NUMERICS = 2  # 2026-12-02: the one Gaussian log-density of agents.nets (float32 rounding moved)
+
     def __init__(self, config: BCConfig, obs_dim: int, action_dim: int, **kwargs):
         super().__init__(config, obs_dim, action_dim, **kwargs)  # obs_mean, obs_std, device
         c = config
@@ -68,9 +69,7 @@ class BC(OfflineAgent):
         if self.config.policy == "gaussian":
             mean = self.policy.net(obs)
             log_std = self.policy.log_std.clamp(self.config.log_std_min, self.config.log_std_max)
-            z = (actions - mean) * torch.exp(-log_std)
-            log_prob = (-0.5 * z.pow(2) - log_std - 0.5 * math.log(2 * math.pi)).sum(-1)
-            return -log_prob.mean()
+            return -gaussian_log_prob(mean, log_std, actions).mean()
         return F.mse_loss(self.policy(obs), actions)
 
     def update(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:

@@ -50,11 +50,10 @@ from agents.nets import (
     frozen_copy,
     fused_adam,
     soft_update,
+    tanh_gaussian_log_prob,
+    tanh_gaussian_sample,
 )
 from agents.stacked import SeedStack
-
-_HALF_LOG_2PI = 0.5 * math.log(2 * math.pi)
-_LOG2 = math.log(2.0)
 
 
 @dataclass(frozen=True)
@@ -108,25 +107,6 @@ class CQLConfig:
 
 
 # ---- pieces (pure functions) ----
-
-
-def tanh_gaussian_sample(mean: torch.Tensor, log_std: torch.Tensor, eps: torch.Tensor):
-    """Reparameterised tanh-Gaussian sample a = tanh(mean + std·eps) and its log-density (tanh correction
-    2(log 2 − u − softplus(−2u)), as torch's TanhTransform); mean/log_std broadcast against eps (..., A)."""
-    u = mean + torch.exp(log_std) * eps
-    log_prob = (-0.5 * eps.square() - log_std - _HALF_LOG_2PI).sum(-1)
-    log_prob = log_prob - (2.0 * (_LOG2 - u - nn.functional.softplus(-2.0 * u))).sum(-1)
-    return torch.tanh(u), log_prob
-
-
-def tanh_gaussian_log_prob(
-    mean: torch.Tensor, log_std: torch.Tensor, actions: torch.Tensor, eps: float = 1e-6
-):
-    """log-density of given actions in [−1, 1] under the tanh-Gaussian (actions clipped to ±(1 − eps))."""
-    u = torch.atanh(actions.clamp(-1.0 + eps, 1.0 - eps))
-    z = (u - mean) * torch.exp(-log_std)
-    log_prob = (-0.5 * z.square() - log_std - _HALF_LOG_2PI).sum(-1)
-    return log_prob - (2.0 * (_LOG2 - u - nn.functional.softplus(-2.0 * u))).sum(-1)
 
 
 def cql_penalty(
@@ -203,6 +183,8 @@ class CQLPolicy(nn.Module):
 
 class CQL(OfflineAgent):
     """CQL agent (see module docstring). `update` takes one batch of already-prepared transitions."""
+
+    NUMERICS = 2  # 2026-12-02: the one tanh-Gaussian sample / log-density of agents.nets (rounding moved)
 
     def __init__(self, config: CQLConfig, obs_dim: int, action_dim: int, **kwargs):
         super().__init__(config, obs_dim, action_dim, **kwargs)  # obs_mean, obs_std, device

@@ -40,12 +40,11 @@ from agents.nets import (
     GaussianPolicy,
     frozen_copy,
     fused_adam,
+    gaussian_log_prob,
     mlp,
     soft_update,
 )
 from agents.stacked import LoopStack, SeedStack
-
-_HALF_LOG_2PI = 0.5 * math.log(2 * math.pi)
 
 
 @dataclass(frozen=True)
@@ -94,12 +93,6 @@ def expectile_loss(diff: torch.Tensor, expectile: float) -> torch.Tensor:
 def advantage_weights(adv: torch.Tensor, temperature: float, max_weight: float) -> torch.Tensor:
     """exp(β·A) clipped from above at `max_weight`, with no gradient (A is detached)."""
     return torch.exp(temperature * adv.detach()).clamp(max=max_weight)
-
-
-def gaussian_log_prob(mean: torch.Tensor, log_std: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
-    """log N(actions; mean, exp(log_std)²), summed over action dimensions -> (B,)."""
-    z = (actions - mean) * torch.exp(-log_std)
-    return (-0.5 * z.square() - log_std).sum(-1) - mean.shape[-1] * _HALF_LOG_2PI
 
 
 def awr_actor_loss(

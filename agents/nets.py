@@ -149,6 +149,44 @@ class EnsembleCritic(nn.Module):
         return self.net(x).squeeze(-1)
 
 
+# ---- the Gaussian policy head's densities: one spelling each, used by every agent ----
+# (BC, IQL, O-DICE: `gaussian_log_prob`; SAC, CQL: `tanh_gaussian_sample` / `tanh_gaussian_log_prob`.)
+
+_HALF_LOG_2PI = 0.5 * math.log(2 * math.pi)
+_LOG2 = math.log(2.0)
+
+
+def standard_log_prob(z: torch.Tensor, log_std: torch.Tensor) -> torch.Tensor:
+    """log N(x; mean, diag(exp(log_std))²) from the standardised z = (x − mean)/std, summed over the last
+    axis: Σ(−z²/2 − log std) − d·log √(2π). mean/log_std broadcast (ensembles, stacked seeds)."""
+    return (-0.5 * z.square() - log_std).sum(-1) - _HALF_LOG_2PI * z.shape[-1]
+
+
+def gaussian_log_prob(mean: torch.Tensor, log_std: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """log N(x; mean, diag(exp(log_std))²) summed over the last axis."""
+    return standard_log_prob((x - mean) * torch.exp(-log_std), log_std)
+
+
+def tanh_log_det(u: torch.Tensor) -> torch.Tensor:
+    """log |d tanh(u)/du| summed over the last axis, in the stable form 2(log 2 − u − softplus(−2u)) (as
+    torch's TanhTransform)."""
+    return (2 * (_LOG2 - u - nn.functional.softplus(-2 * u))).sum(-1)
+
+
+def tanh_gaussian_sample(mean: torch.Tensor, log_std: torch.Tensor, eps: torch.Tensor):
+    """Reparameterised a = tanh(u), u = mean + std·eps, and log p(a) = log N(u) − log|tanh′(u)|, written out
+    instead of through `torch.distributions` (same value and gradient up to rounding; it saves the argument
+    checks and the recomputation of (u − mean)/std, a measurable share of a small-MLP update on a CPU)."""
+    u = torch.addcmul(mean, log_std.exp(), eps)
+    return torch.tanh(u), standard_log_prob(eps, log_std) - tanh_log_det(u)
+
+
+def tanh_gaussian_log_prob(mean: torch.Tensor, log_std: torch.Tensor, actions: torch.Tensor, eps: float = 1e-6):
+    """log p(actions) under the tanh-Gaussian, actions in [−1, 1] clipped to ±(1 − eps) before atanh."""
+    u = torch.atanh(actions.clamp(-1.0 + eps, 1.0 - eps))
+    return gaussian_log_prob(mean, log_std, u) - tanh_log_det(u)
+
+
 class GaussianPolicy(nn.Module):
     """Gaussian policy with a state-independent log-std (IQL, O-DICE): mean = MLP(s) [tanh-squashed if
     `tanh_mean`], log-std a free parameter clamped to [log_std_min, log_std_max]. `act` returns the mean."""
@@ -175,14 +213,11 @@ class GaussianPolicy(nn.Module):
         return Normal(mean, std)
 
     def log_prob(self, obs: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
-        return self(obs).log_prob(action).sum(-1)
+        return gaussian_log_prob(self.net(obs), self.log_std.clamp(self.log_std_min, self.log_std_max), action)
 
     @torch.no_grad()
     def act(self, obs: torch.Tensor) -> torch.Tensor:
         return self.net(obs).clamp(-1.0, 1.0)
-
-
-_HALF_LOG_2PI = 0.5 * math.log(2 * math.pi)
 
 
 class TanhGaussianPolicy(nn.Module):
@@ -209,29 +244,15 @@ class TanhGaussianPolicy(nn.Module):
         log_std = log_std.clamp(self.log_std_min, self.log_std_max)
         return Normal(mean, log_std.exp())
 
-    _dist = dist
-
     def sample(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Reparameterised u = mean + std * eps and its log-density, written out instead of through
-        `torch.distributions.Normal` (same noise stream, same value and gradient up to rounding: log N(u) =
-        -eps^2/2 - log std - log sqrt(2 pi)), which saves the distribution's argument checks and the
-        recomputation of (u - mean) / std, a measurable share of a small-MLP update on a CPU."""
+        """Reparameterised action and its log-density (`tanh_gaussian_sample`)."""
         mean, log_std = self.trunk(obs).chunk(2, dim=-1)
         log_std = log_std.clamp(self.log_std_min, self.log_std_max)
-        eps = torch.randn_like(mean)
-        u = torch.addcmul(mean, log_std.exp(), eps)
-        action = torch.tanh(u)
-        # log|d tanh(u)/du| = 2 (log 2 - u - softplus(-2u)), numerically stable form
-        log_prob = (-0.5 * eps.square() - log_std).sum(-1) - _HALF_LOG_2PI * mean.shape[-1] - (
-            2 * (math.log(2) - u - nn.functional.softplus(-2 * u))
-        ).sum(-1)
-        return action, log_prob
+        return tanh_gaussian_sample(mean, log_std, torch.randn_like(mean))
 
     def log_prob(self, obs: torch.Tensor, action: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
-        action = action.clamp(-1 + eps, 1 - eps)
-        u = torch.atanh(action)
-        dist = self._dist(obs)
-        return dist.log_prob(u).sum(-1) - (2 * (math.log(2) - u - nn.functional.softplus(-2 * u))).sum(-1)
+        mean, log_std = self.trunk(obs).chunk(2, dim=-1)
+        return tanh_gaussian_log_prob(mean, log_std.clamp(self.log_std_min, self.log_std_max), action, eps)
 
     @torch.no_grad()
     def act(self, obs: torch.Tensor) -> torch.Tensor:

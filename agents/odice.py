@@ -47,7 +47,6 @@ Deviations from the paper / official code, and why:
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -55,12 +54,11 @@ import torch
 from torch.func import vmap
 
 from .base import OfflineAgent
-from .nets import EnsembleValue, GaussianPolicy, frozen_copy, fused_adam, soft_update
+from .nets import EnsembleValue, GaussianPolicy, frozen_copy, fused_adam, gaussian_log_prob, soft_update
 from .stacked import SeedStack
 
 GRADIENTS = ("orthogonal", "true", "semi")
 F_DIVERGENCES = ("pearson_chi2", "reverse_kl")
-_LOG_SQRT_2PI = 0.5 * math.log(2 * math.pi)
 
 
 @dataclass(frozen=True)
@@ -123,12 +121,6 @@ def f_prime_inverse(y: torch.Tensor, name: str) -> torch.Tensor:
     return torch.clamp_min(y, 0.0)
 
 
-def gaussian_log_prob(mean: torch.Tensor, log_std: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
-    """log N(action; mean, diag(exp(log_std))²) summed over action dimensions."""
-    z = (action - mean) * torch.exp(-log_std)
-    return (-0.5 * z.pow(2) - log_std - _LOG_SQRT_2PI).sum(-1)
-
-
 def orthogonal_combination(g_f: torch.Tensor, g_b: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """g_f + (g_b − c·g_f) with c = ⟨g_f, g_b⟩ / max(‖g_f‖², 1e-10), for flat vectors; returns (vector, c)."""
     c = torch.dot(g_f, g_b) / torch.dot(g_f, g_f).clamp_min(1e-10)
@@ -145,6 +137,8 @@ def make_value(obs_dim: int, n: int, hidden: tuple[int, ...], layer_norm: bool) 
 class ODICE(OfflineAgent):
     """O-DICE agent: `update(batch)` does one V step (orthogonal / semi / true gradient), one EMA step of the
     target and one weighted-BC policy step, and returns detached 0-d metric tensors."""
+
+    NUMERICS = 2  # 2026-12-02: the one Gaussian log-density of agents.nets (float32 rounding moved)
 
     def __init__(self, config: ODICEConfig, obs_dim: int, action_dim: int, **kwargs):
         super().__init__(config, obs_dim, action_dim, **kwargs)  # obs_mean, obs_std, device

@@ -1,16 +1,17 @@
-"""`suite audit RECORD [--steps N]`: re-run a submitted record's method with its recorded config, seed, task
-version, protocol and dataset, for its first N updates (default: up to its first evaluation), and compare the
-evaluation curve with the record.
+"""`suite audit RECORD [--steps N]`: re-run a submitted record's method with its recorded config, seed, task version,
+protocol and dataset, for its first N updates (default: up to its first evaluation), and compare the evaluation
+curve with the record.
 
 Same machine class (CPU architecture and model, torch version, thread count as recorded): the returns must be
 identical, as the suite's runs are bit-reproducible there. Another machine class: each evaluation's mean return
-must agree within ``tolerance`` (relative, default 2%; float reduction order differs across CPUs and BLAS
-builds, and a control task amplifies it). The dataset on this machine must have the recorded checksum. The
-cheap checks of `suite validate` (digest, scores recomputed from the curve, provenance) run first; a
-hand-edited score fails those, a forged curve fails the re-run.
+must agree within ``tolerance`` (relative, default 2%; float reduction order differs across CPUs and BLAS builds,
+and a control task amplifies it). The same tolerance applies when the method's arithmetic was changed on purpose
+since the record was made (its agent's ``NUMERICS`` differs from the record's). The dataset on this machine must
+have the recorded checksum. The cheap checks of `suite validate` (digest, scores recomputed from the curve,
+provenance) run first; a hand-edited score fails those, a forged curve fails the re-run.
 
-Generative records on analytic tasks are re-run whole and their metrics compared; image and restoration
-records are checked cheaply only (their audit would retrain a model) and the report says so.
+Generative records on analytic tasks are re-run whole and their metrics compared; image and restoration records
+are checked cheaply only (their audit would retrain a model) and the report says so.
 """
 
 from __future__ import annotations
@@ -118,6 +119,13 @@ def audit(path: str | Path, steps: int | None = None, tolerance: float = 0.02, s
                 report.fail(f"metric {k}: recorded {v}, re-run {w}")
         return report
 
+    recorded_numerics = int(rec.provenance.get("numerics", 1))  # records before NUMERICS existed: version 1
+    current_numerics = int(getattr(method.load(), "NUMERICS", 1))
+    same_numerics = recorded_numerics == current_numerics
+    if not same_numerics:
+        report.checked.append(f"{rec.method}'s arithmetic changed on purpose since the record (NUMERICS "
+                              f"{recorded_numerics} -> {current_numerics}, agents.base.OfflineAgent): compared "
+                              f"within {tolerance:.0%}, not bit for bit")
     if checkpoint is not None:
         if not rec.curve:
             report.fail("a checkpoint was given but the record has no evaluation to compare with")
@@ -125,7 +133,7 @@ def audit(path: str | Path, steps: int | None = None, tolerance: float = 0.02, s
             last = rec.curve[-1]
             got = reevaluate_checkpoint(rec, checkpoint)
             mean = float(np.mean(got))
-            same = machine_class(rec.provenance) == machine_class(provenance("cpu"))
+            same = machine_class(rec.provenance) == machine_class(provenance("cpu")) and same_numerics
             if (same and got != last.returns) or abs(mean - last.mean_return) > tolerance * max(1.0, abs(mean)):
                 report.fail(f"the checkpoint {checkpoint} evaluates to mean {mean:.6g}, the record's last evaluation "
                             f"(update {last.step}) says {last.mean_return:.6g}")
@@ -137,7 +145,7 @@ def audit(path: str | Path, steps: int | None = None, tolerance: float = 0.02, s
         report.fail("the record has no protocol (eval_every): it cannot be re-run")
         return report
     n = min(steps or every, rec.steps)
-    exact = machine_class(rec.provenance) == machine_class(provenance("cpu"))
+    exact = machine_class(rec.provenance) == machine_class(provenance("cpu")) and same_numerics
     overrides = {k: _text(v) for k, v in rec.config.items()}
     with tempfile.TemporaryDirectory() as tmp:
         opts = RunOptions(seed=rec.seed, out=tmp, overrides=overrides, steps=int(protocol.get("steps", rec.steps)),
@@ -167,9 +175,10 @@ def audit(path: str | Path, steps: int | None = None, tolerance: float = 0.02, s
                         f"identical): mean {p.mean_return:.6g} vs {q.mean_return:.6g}")
         elif not exact and abs(q.mean_return - p.mean_return) > tolerance * max(1.0, abs(q.mean_return)):
             report.fail(f"update {step}: mean return {p.mean_return:.6g} vs re-run {q.mean_return:.6g} "
-                        f"(tolerance {tolerance:.0%} across machine classes)")
+                        f"(tolerance {tolerance:.0%} across machine classes or NUMERICS versions)")
     report.checked.append(f"re-ran the first {n} updates ({len(recorded)} evaluation(s)) and compared the curve "
-                          + ("exactly (same machine class)" if exact else f"within {tolerance:.0%} (other machine)"))
+                          + ("exactly (same machine class)" if exact else f"within {tolerance:.0%} ("
+                             + ("other machine" if same_numerics else "other NUMERICS") + ")"))
     return report
 
 

@@ -36,6 +36,7 @@ from .errors import ConfigError, MissingDatasetError, SuiteError
 from .results import EvalPoint, RunRecord, load_record, provenance, write_run_record
 from .seeds import Slot, StopSignals, global_rng_state, seed_everything, trainer_for
 from .seeds import finish_scores as _finish_scores  # noqa: F401  (suite.api uses it)
+from .tasks.references import resolve_references
 
 
 @dataclass
@@ -177,14 +178,13 @@ def prepare(method_name: str, task_id: str, opts: RunOptions) -> Prepared:
                         reward_transform=config.reward_transform, episode_ends=episode_ends)
     buffer = suite_data.TransitionBuffer(data.arrays, device)
     ds_meta = suite_data.store.metadata(dataset)
-    if spec.references is None and None not in (ds_meta.get("ref_min_score"), ds_meta.get("ref_max_score")):
-        spec = dataclasses.replace(spec, references=suite_tasks.References(
-            float(ds_meta["ref_min_score"]), float(ds_meta["ref_max_score"]), "minari dataset metadata"))
+    spec = resolve_references(spec, ds_meta)
     extra = {
         "dataset_id": spec.dataset.dataset_id,
         "dataset_checksum": ds_meta.get("suite_checksum") or suite_data.store.checksum(dataset),
         "dataset_transitions": int(len(buffer)),
         "references_source": spec.references.source if spec.references else None,
+        "numerics": getattr(method.load(), "NUMERICS", 1),
         "protocol": {"steps": steps, "eval_every": eval_every, "eval_episodes": eval_episodes},
         "command": " ".join(sys.argv),
     }

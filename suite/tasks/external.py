@@ -11,7 +11,7 @@ Scores on these three families (suite, d4rl, minari) are never mixed in one tabl
 from __future__ import annotations
 
 from . import DatasetSpec, References, TaskSpec, register
-from .references import D4RL_REFERENCE_RETURNS
+from .references import D4RL_REFERENCE_RETURNS, METADATA_REFERENCES
 
 D4RL_ENVS = {  # env -> (Gymnasium evaluation id, D4RL reference returns: random, expert)
     env: (gym_id, *D4RL_REFERENCE_RETURNS[env])
@@ -50,7 +50,7 @@ def _register_all() -> None:
                     ),
                     env_id=gym_id,
                     references=None,
-                    extra={"references_from": "minari dataset metadata"},
+                    extra={"references_from": METADATA_REFERENCES},
                 )
             )
 

@@ -12,7 +12,8 @@ import pytest
 import torch
 from torch.distributions import Normal, TanhTransform, TransformedDistribution
 
-from agents.cql import CQL, CQLConfig, cql_penalty, tanh_gaussian_log_prob, tanh_gaussian_sample
+from agents.cql import CQL, CQLConfig, cql_penalty
+from agents.nets import tanh_gaussian_log_prob, tanh_gaussian_sample
 from agents.td3bc import critic_head
 from tests.agents import toy
 

@@ -11,7 +11,8 @@ import pytest
 import torch
 from torch.distributions import Normal
 
-from agents.iql import IQL, IQLConfig, awr_actor_loss, expectile_loss, gaussian_log_prob
+from agents.iql import IQL, IQLConfig, awr_actor_loss, expectile_loss
+from agents.nets import gaussian_log_prob
 from tests.agents import toy
 from tests.reference.corl import CorlIQL, load_corl_iql, pair_to_ensemble
 

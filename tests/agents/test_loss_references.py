@@ -1,5 +1,6 @@
 """The agents' module-level loss pieces against independent references (scipy, the networks' own forward,
-the definition of orthogonal initialisation), written to kill the mutants that survived the per-agent tests
+the definition of orthogonal initialisation), and the one Gaussian head's densities in `agents.nets` that BC,
+IQL, O-DICE, CQL and SAC share, written to kill the mutants that survived the per-agent tests
 (`tox -e mutation`, see tox.ini).
 
 Mutants left alive on purpose, because they are equivalent (no input within the function's contract tells
@@ -19,7 +20,7 @@ import pytest
 import torch
 from scipy import special, stats
 
-from agents import cql, iql, odice, td3bc
+from agents import cql, nets, td3bc
 from agents.cql import CQLConfig
 from agents.nets import EnsembleCritic, EnsembleLinear
 
@@ -28,14 +29,13 @@ def _rand(*shape, seed=0):
     return torch.randn(*shape, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
 
 
-@pytest.mark.parametrize("fn", [odice.gaussian_log_prob, iql.gaussian_log_prob], ids=["odice", "iql"])
-def test_gaussian_log_prob_matches_scipy_on_batched_ensembles(fn):
+def test_gaussian_log_prob_matches_scipy_on_batched_ensembles():
     """Summed over the *last* (action) axis for any leading shape: (K seeds, B, A) with K, B, A all different
     (a 2-D (B, A) input cannot tell sum(-1) from sum(1), nor shape[-1] from shape[1])."""
     k, b, a = 2, 5, 3
     mean, log_std, act = _rand(k, b, a, seed=1), 0.3 * _rand(k, b, a, seed=2), _rand(k, b, a, seed=3)
     want = stats.norm.logpdf(act.numpy(), loc=mean.numpy(), scale=np.exp(log_std.numpy())).sum(-1)
-    got = fn(mean, log_std, act)
+    got = nets.gaussian_log_prob(mean, log_std, act)
     assert got.shape == (k, b)
     np.testing.assert_allclose(got.numpy(), want, rtol=1e-12, atol=1e-12)
 
@@ -53,7 +53,7 @@ def test_tanh_gaussian_log_prob_clips_boundary_and_outside_actions():
     atanh; without the clip (or with a wrong bound) atanh gives ±inf or nan."""
     actions = torch.tensor([[1.0, -1.0], [1.5, -1.5], [0.3, -0.999]], dtype=torch.float64)
     mean, log_std = 0.2 * _rand(3, 2, seed=4), 0.1 * _rand(3, 2, seed=5)
-    got = cql.tanh_gaussian_log_prob(mean, log_std, actions)
+    got = nets.tanh_gaussian_log_prob(mean, log_std, actions)
     want = _tanh_gaussian_reference(mean.numpy(), log_std.numpy(), actions.numpy())
     assert torch.isfinite(got).all()
     np.testing.assert_allclose(got.numpy(), want, rtol=1e-9)

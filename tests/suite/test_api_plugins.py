@@ -93,6 +93,18 @@ def test_audit_passes_a_real_run_and_fails_forgeries(hopper_random_built, tmp_pa
     rep = audit(forged, skip_dirty=True)
     assert not rep.ok and any("differ from the re-run" in p for p in rep.problems)
 
+    # A record made before BC's arithmetic changed on purpose (NUMERICS 1, BC is 2): compared within the
+    # tolerance and said so — the real run still passes, the forged curve still fails (100 is far beyond 2%).
+    older = tmp_path / "older.json"
+    older.write_text(path.read_text())
+    _forge(older, lambda r: r["provenance"].update(numerics=1))
+    rep = audit(older, skip_dirty=True)
+    assert rep.ok, rep.problems
+    assert any("NUMERICS 1 -> 2" in c for c in rep.checked) and "other NUMERICS" in rep.checked[-1]
+    _forge(older, better_curve)
+    rep = audit(older, skip_dirty=True)
+    assert not rep.ok and any("or NUMERICS versions" in p for p in rep.problems)
+
 
 def _env(extra_path: Path, minari_root) -> dict:
     env = dict(os.environ)

@@ -83,3 +83,19 @@ def test_frozen_spec():
     )
     with pytest.raises(dataclasses.FrozenInstanceError):
         spec.kind = "generation"  # type: ignore[misc]
+
+
+def test_references_come_from_the_task_or_from_metadata_only_where_the_task_says_so():
+    """`tasks.references.resolve_references`, the one place a run's normalisation references come from."""
+    from suite.tasks.references import METADATA_REFERENCES, resolve_references
+
+    meta = {"ref_min_score": -3.5, "ref_max_score": 1234.0}
+    remote = get_task("minari/mujoco/hopper/medium-v0")
+    assert remote.references is None
+    got = resolve_references(remote, meta).references
+    assert (got.min_return, got.max_return, got.source) == (-3.5, 1234.0, METADATA_REFERENCES)
+    assert resolve_references(remote, {}).references is None  # no scores shipped: unnormalised, not invented
+    own = get_task("hopper-medium-v0")
+    assert resolve_references(own, meta) is own  # a task with its own references never takes the dataset's
+    bare = dataclasses.replace(own, references=None)
+    assert resolve_references(bare, meta).references is None  # nor does one that does not declare metadata
