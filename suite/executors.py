@@ -1,6 +1,7 @@
 """Where runs execute: in this process, in a local pool of processes, or on a Ray cluster.
 
-A job is (method, task, RunOptions); every executor returns the run records in job order. Each job seeds
+A job is (method, task, RunOptions); every executor returns the run records in job order (a K-seed job,
+`RunOptions.seeds`, gives its K records in seed order). Each job seeds
 itself from its options, so results do not depend on the executor or on how jobs interleave. Local
 processes are started with 'spawn' (safe with torch) and pinned to `threads` torch threads each.
 """
@@ -11,7 +12,7 @@ import dataclasses
 from collections.abc import Sequence
 
 from .results import RunRecord
-from .runner import RunOptions, run
+from .runner import RunOptions, run_seeds
 
 
 @dataclasses.dataclass(frozen=True)
@@ -21,15 +22,15 @@ class Job:
     options: RunOptions
 
 
-def _run_job(job: Job, threads: int = 1) -> RunRecord:
+def _run_job(job: Job, threads: int = 1) -> list[RunRecord]:
     import torch
 
     torch.set_num_threads(threads)
-    return run(job.method, job.task, job.options)
+    return run_seeds(job.method, job.task, job.options)
 
 
 def run_in_process(jobs: Sequence[Job]) -> list[RunRecord]:
-    return [run(j.method, j.task, j.options) for j in jobs]
+    return [r for j in jobs for r in run_seeds(j.method, j.task, j.options)]
 
 
 def run_local_pool(jobs: Sequence[Job], workers: int, threads: int = 1) -> list[RunRecord]:
@@ -38,7 +39,7 @@ def run_local_pool(jobs: Sequence[Job], workers: int, threads: int = 1) -> list[
 
     with ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn")) as pool:
         futures = [pool.submit(_run_job, j, threads) for j in jobs]
-        return [f.result() for f in futures]
+        return [r for f in futures for r in f.result()]
 
 
 def run_ray(jobs: Sequence[Job], address: str | None = None, cpus_per_job: float = 1.0) -> list[RunRecord]:
@@ -51,7 +52,7 @@ def run_ray(jobs: Sequence[Job], address: str | None = None, cpus_per_job: float
         raise SuiteError("the ray executor needs Ray: pip install -e '.[ray]'") from e
     ray.init(address=address, ignore_reinit_error=True)
     remote = ray.remote(num_cpus=cpus_per_job)(_run_job)
-    return ray.get([remote.remote(j, max(1, int(cpus_per_job))) for j in jobs])
+    return [r for rs in ray.get([remote.remote(j, max(1, int(cpus_per_job))) for j in jobs]) for r in rs]
 
 
 def execute(

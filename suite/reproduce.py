@@ -7,11 +7,19 @@ headline metric of one published table, with the published numbers' file and cit
      "methods": ["bc", "td3bc", "iql", "cql"], "tasks": ["d4rl/hopper-medium-v2", ...], "seeds": 5,
      "steps": 1000000, "data": "how to get the datasets"}
 
+A table whose cells are not a full methods x tasks grid lists ``groups`` instead (each with its own methods and
+tasks, and a label such as a priority); ``methods`` / ``tasks`` are then their union:
+
+    {"groups": [{"label": "priority 1", "methods": ["odice", "iql"], "tasks": ["hopper-medium-v1", ...]}, ...]}
+
 The recipe expands into jobs (method x task x seed); a job whose run already finished under ``--out`` (a
 record with status ok and the planned updates) is skipped, and an unfinished one resumes from its checkpoint,
 so a killed reproduction continues with the same command. Tasks whose data is missing are named with the
 recipe's instructions before anything runs. Jobs run in a local process pool (``--workers``, one torch thread
-each) or on Ray (``--executor ray``: a local instance, or ``--address`` of a cluster).
+each) or on Ray (``--executor ray``: a local instance, or ``--address`` of a cluster). With
+``--seeds-in-process`` the unfinished seeds of each (method, task) train together as one K-seed job
+(`suite run --seeds`, one record per seed). ``--tasks`` restricts a reproduction to some of its tasks (ids or
+shell patterns), e.g. the part of a recipe whose datasets exist.
 """
 
 from __future__ import annotations
@@ -26,6 +34,13 @@ RECIPES = Path(__file__).resolve().parent.parent / "leaderboards" / "recipes"
 
 
 @dataclass(frozen=True)
+class Group:
+    label: str
+    methods: tuple[str, ...]
+    tasks: tuple[str, ...]
+
+
+@dataclass(frozen=True)
 class Recipe:
     name: str
     citation: str
@@ -37,6 +52,12 @@ class Recipe:
     steps: int
     data: str = ""
     description: str = ""
+    groups: tuple[Group, ...] = ()
+
+    def cells(self) -> list[tuple[str, str]]:
+        """(method, task) of every cell, group by group, without repeats."""
+        groups = self.groups or (Group("", self.methods, self.tasks),)
+        return list(dict.fromkeys((m, t) for g in groups for m in g.methods for t in g.tasks))
 
 
 def list_recipes() -> list[str]:
@@ -54,7 +75,12 @@ def load_recipe(name_or_path: str) -> Recipe:
         raise SuiteError(f"unknown recipe {name_or_path!r}{hint} (known: {', '.join(list_recipes())})")
     try:
         d = json.loads(path.read_text())
-        return Recipe(name=d["name"], citation=d["citation"], published=d.get("published"),
+        groups = tuple(Group(str(g.get("label", "")), tuple(g["methods"]), tuple(g["tasks"]))
+                       for g in d.get("groups", ()))
+        if groups:
+            d.setdefault("methods", list(dict.fromkeys(m for g in groups for m in g.methods)))
+            d.setdefault("tasks", list(dict.fromkeys(t for g in groups for t in g.tasks)))
+        return Recipe(name=d["name"], citation=d["citation"], published=d.get("published"), groups=groups,
                       metric=d.get("metric", "final_score"), methods=tuple(d["methods"]), tasks=tuple(d["tasks"]),
                       seeds=int(d["seeds"]), steps=int(d["steps"]), data=d.get("data", ""),
                       description=d.get("description", ""))
@@ -62,15 +88,36 @@ def load_recipe(name_or_path: str) -> Recipe:
         raise SuiteError(f"{path}: not a valid recipe ({type(e).__name__}: {e})") from None
 
 
-def expand(recipe: Recipe, seeds: int | None = None, steps: int | None = None) -> list[tuple[str, str, int, int]]:
-    """(method, task id, seed, steps) for every run of the recipe, in a fixed order."""
+def select_tasks(recipe: Recipe, patterns: str | None) -> list[str]:
+    """The recipe's task ids matching `patterns` (comma-separated ids or shell patterns; None: all)."""
+    import fnmatch
+
+    if not patterns:
+        return list(recipe.tasks)
+    pats = [p.strip() for p in patterns.split(",") if p.strip()]
+    chosen = [t for t in recipe.tasks if any(fnmatch.fnmatchcase(t, p) for p in pats)]
+    if not chosen:
+        raise SuiteError(f"--tasks {patterns!r} matches none of recipe {recipe.name}'s tasks "
+                         f"({', '.join(recipe.tasks)})")
+    return chosen
+
+
+def expand(recipe: Recipe, seeds: int | None = None, steps: int | None = None, only: str | None = None
+           ) -> list[tuple[str, str, int, int]]:
+    """(method, task id, seed, steps) for every run of the recipe (of its tasks matching `only`), in a fixed
+    order: cell by cell (group by group), seeds in order."""
     from . import methods, tasks
 
     for m in recipe.methods:
         methods.get_method(m)
-    ids = [tasks.get_task(t).id for t in recipe.tasks]
+    wanted = set(select_tasks(recipe, only))
+    unknown = [t for t in recipe.tasks if t in wanted and t not in tasks.registry]
+    if unknown:
+        raise SuiteError(f"recipe {recipe.name} names tasks this suite does not register: {', '.join(unknown)} "
+                         "(suite tasks of a version appear once its behaviour policies are shipped, see "
+                         "suite/data/policies/README.md); run the rest with --tasks PATTERN")
     n_seeds, n_steps = seeds or recipe.seeds, steps or recipe.steps
-    return [(m, t, s, n_steps) for m in recipe.methods for t in ids for s in range(n_seeds)]
+    return [(m, tasks.get_task(t).id, s, n_steps) for m, t in recipe.cells() if t in wanted for s in range(n_seeds)]
 
 
 def finished(out: str | Path, method: str, task: str, seed: int, steps: int) -> bool:
@@ -100,9 +147,10 @@ def missing_data(recipe: Recipe, jobs) -> list[str]:
     return out
 
 
-def plan(recipe: Recipe, out: str | Path, seeds: int | None = None, steps: int | None = None):
+def plan(recipe: Recipe, out: str | Path, seeds: int | None = None, steps: int | None = None,
+         only: str | None = None):
     """(jobs to run, jobs already finished)."""
-    jobs = expand(recipe, seeds, steps)
+    jobs = expand(recipe, seeds, steps, only)
     done = [j for j in jobs if finished(out, *j)]
     todo = [j for j in jobs if j not in done]
     return todo, done
@@ -111,20 +159,25 @@ def plan(recipe: Recipe, out: str | Path, seeds: int | None = None, steps: int |
 def reproduce(name: str, out: str | Path = "runs", seeds: int | None = None, steps: int | None = None,
               executor: str = "local", workers: int = 1, threads: int = 1, address: str | None = None,
               eval_every: int | None = None, eval_episodes: int | None = None, build_missing: bool = True,
-              log=print):
+              log=print, seeds_in_process: bool = False, only: str | None = None):
     from .executors import Job, execute
     from .runner import RunOptions
 
     recipe = load_recipe(name)
-    todo, done = plan(recipe, out, seeds, steps)
+    todo, done = plan(recipe, out, seeds, steps, only)
     lacking = missing_data(recipe, todo)
     if lacking:
         raise SuiteError(f"recipe {recipe.name} needs data that is not on this machine: {', '.join(lacking)}. "
                          f"{recipe.data}")
     log(f"{recipe.name}: {len(todo) + len(done)} runs, {len(done)} already finished, {len(todo)} to run "
         f"({recipe.citation})")
-    jobs = [Job(m, t, RunOptions(seed=s, steps=n, eval_every=eval_every, eval_episodes=eval_episodes, out=out,
-                                 resume=True, progress=workers <= 1 and executor == "local",
-                                 build_missing=build_missing))
-            for m, t, s, n in todo]
+    common = dict(eval_every=eval_every, eval_episodes=eval_episodes, out=out, resume=True,
+                  progress=workers <= 1 and executor == "local", build_missing=build_missing)
+    if seeds_in_process:  # one K-seed job per (method, task, steps): its unfinished seeds together
+        cells: dict[tuple[str, str, int], list[int]] = {}
+        for m, t, s, n in todo:
+            cells.setdefault((m, t, n), []).append(s)
+        jobs = [Job(m, t, RunOptions(seeds=tuple(ss), steps=n, **common)) for (m, t, n), ss in cells.items()]
+    else:
+        jobs = [Job(m, t, RunOptions(seed=s, steps=n, **common)) for m, t, s, n in todo]
     return execute(jobs, executor, workers, address, threads) if jobs else []

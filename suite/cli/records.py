@@ -144,6 +144,10 @@ def reproduce_cmd(
     eval_every: Annotated[int | None, typer.Option("--eval-every")] = None,
     eval_episodes: Annotated[int | None, typer.Option("--eval-episodes")] = None,
     dry_run: Annotated[bool, typer.Option(help="list the runs (and which are finished), run nothing")] = False,
+    seeds_in_process: Annotated[bool, typer.Option(
+        help="train each cell's unfinished seeds together as one K-seed job (one record per seed)")] = False,
+    tasks: Annotated[str | None, typer.Option(
+        help="only these of the recipe's tasks: comma-separated ids or shell patterns, e.g. 'hopper-*'")] = None,
 ):
     """Run every (method, task, seed) of a published table from its recipe: finished runs are skipped and
     unfinished ones resume, so a killed reproduction continues with the same command."""
@@ -153,8 +157,8 @@ def reproduce_cmd(
 
     if dry_run:
         recipe = R.load_recipe(table)
-        todo, done = R.plan(recipe, out, seeds, steps)
-        for m, t, s, n in R.expand(recipe, seeds, steps):
+        todo, done = R.plan(recipe, out, seeds, steps, tasks)
+        for m, t, s, n in R.expand(recipe, seeds, steps, tasks):
             typer.echo(f"{'done' if (m, t, s, n) in done else 'todo'}  {m} {t} seed {s} ({n} updates)")
         lacking = R.missing_data(recipe, todo)
         if lacking:
@@ -162,7 +166,7 @@ def reproduce_cmd(
         return
     torch.set_num_threads(threads)
     recs = R.reproduce(table, out, seeds, steps, executor, workers, threads, address, eval_every, eval_episodes,
-                       log=typer.echo)
+                       log=typer.echo, seeds_in_process=seeds_in_process, only=tasks)
     typer.echo(f"{len(recs)} runs finished now; tables: python -m suite table --runs {out}")
 
 
