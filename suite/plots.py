@@ -25,6 +25,16 @@ def _plt():
     return plt
 
 
+def save_panels(fig, axes, png: str | Path) -> Path:
+    """Finish a grid of study panels (legend in the first, tight layout) and write it as PNG (the DMCMC and MRS
+    studies' figures)."""
+    axes[0][0].legend(fontsize=6)
+    fig.tight_layout()
+    fig.savefig(png, dpi=110)
+    _plt().close(fig)
+    return Path(png)
+
+
 def learning_curves(records, out: str | Path) -> list[Path]:
     """One PNG per task: normalised score against updates, one line per method (mean over its seeds) with
     a percentile-bootstrap 95% CI band where at least two seeds evaluated at that update."""

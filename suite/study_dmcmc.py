@@ -105,10 +105,9 @@ def _write(path: Path, rows: list[dict]) -> dict:
 
 
 def plot(result: dict, png: str | Path) -> Path:
-    import matplotlib
+    from .plots import _plt, save_panels
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = _plt()
 
     summary = result["summary"]
     panels = []
@@ -132,8 +131,4 @@ def plot(result: dict, png: str | Path) -> Path:
         ax.set_yscale("log" if metric != "mmd2" else "symlog", **({} if metric != "mmd2" else {"linthresh": 1e-4}))
         ax.set_xlabel("NFE per sample")
         ax.set_title(f"{task}: {metric}", fontsize=9)
-    axes[0][0].legend(fontsize=6)
-    fig.tight_layout()
-    fig.savefig(png, dpi=110)
-    plt.close(fig)
-    return Path(png)
+    return save_panels(fig, axes, png)

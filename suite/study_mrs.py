@@ -125,10 +125,9 @@ def _write(path: Path, rows: list[dict], tolerance: float) -> dict:
 
 
 def plot(result: dict, png: str | Path) -> Path:
-    import matplotlib
+    from .plots import _plt, save_panels
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = _plt()
 
     table = result["summary"]["table"]
     tasks = sorted({s["task"] for s in table})
@@ -151,11 +150,7 @@ def plot(result: dict, png: str | Path) -> Path:
             ax.set_xscale("log")
             ax.set_xlabel("NFE per image")
             ax.set_title(f"{task}: {metric}", fontsize=9)
-    axes[0][0].legend(fontsize=6)
-    fig.tight_layout()
-    fig.savefig(png, dpi=110)
-    plt.close(fig)
-    return Path(png)
+    return save_panels(fig, axes, png)
 
 
 def grids(result: dict, out: Path) -> list[Path]:
