@@ -52,6 +52,7 @@ def training_summary(info: dict[str, Any], steps_reached: int) -> dict[str, Any]
         "algorithm": "SAC (agents/sac.py)",
         "implementation": info.get("implementation", "sac/1 (before 2026-12-02)"),
         "command": info["command"],
+        "torch_threads": info.get("torch_threads"),
         "seed": info["seed"],
         "config": info["config"],
         "steps_reached": steps_reached,

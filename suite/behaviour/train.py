@@ -131,6 +131,7 @@ def train_sac(
         "implementation": SAC.IMPLEMENTATION,
         "command": command or " ".join([os.path.basename(sys.executable), *sys.argv]),
         "torch": torch.__version__,
+        "torch_threads": torch.get_num_threads(),  # the float reduction order: a resume must keep it
         "gymnasium": gym.__version__,
     }
 
@@ -159,6 +160,12 @@ def train_sac(
                 raise RunMismatchError(
                     f"{out} was trained by {previous.get('implementation', 'an earlier SAC (sac/1)')}, this "
                     f"code is {SAC.IMPLEMENTATION}: a resumed run would mix two numerics; start a new --out"
+                )
+            if previous.get("torch_threads", run_info["torch_threads"]) != run_info["torch_threads"]:
+                raise RunMismatchError(
+                    f"{out} was trained with {previous['torch_threads']} torch thread(s), this process has "
+                    f"{run_info['torch_threads']}: resume with --threads {previous['torch_threads']} (the thread "
+                    "count changes the float reduction order, so the run would no longer be one run)"
                 )
             previous.setdefault("resumes", []).append(
                 {"from_step": step, "total_steps": total_steps, "command": run_info["command"]}

@@ -50,7 +50,7 @@ def train(
         f"python -m suite.behaviour train {env} --steps {steps} --seed {seed} "
         f"--out {out} --start-steps {start_steps} --eval-every {eval_every} "
         f"--eval-episodes {eval_episodes} --snapshot-every {snapshot_every} "
-        f"--checkpoint-every {checkpoint_every}"
+        f"--checkpoint-every {checkpoint_every} --threads {threads}"
     )
     train_sac(
         env,

@@ -90,6 +90,22 @@ def test_finished_run_can_be_extended(tmp_path):
     _assert_same(straight, extended)
 
 
+def test_resume_with_another_thread_count_is_refused(tmp_path):
+    """The thread count changes the float reduction order: a run resumed with another one would be two runs."""
+    from suite.errors import RunMismatchError
+
+    behaviour.train_sac(ENV, 60, 2, tmp_path / "r", **KW)
+    assert json.loads((tmp_path / "r" / "run.json").read_text())["torch_threads"] == torch.get_num_threads()
+    before = torch.get_num_threads()
+    torch.set_num_threads(before + 1)
+    try:
+        with pytest.raises(RunMismatchError, match=f"resume with --threads {before}"):
+            behaviour.train_sac(ENV, 90, 2, tmp_path / "r", resume=True, **KW)
+    finally:
+        torch.set_num_threads(before)
+    behaviour.train_sac(ENV, 90, 2, tmp_path / "r", resume=True, **KW)  # the same count resumes
+
+
 def test_evaluate_policy_is_reproducible():
     torch.manual_seed(0)
     policy = TanhGaussianPolicy(11, 3, (16, 16))
