@@ -17,37 +17,22 @@ IMAGES = {
 }
 
 
+def _generation_task(name: str, desc: str, **extra) -> TaskSpec:
+    return TaskSpec(id=f"{name}-v0", kind="generation", description=desc, eval_episodes=0, extra=extra)
+
+
 def _register_all() -> None:
     for name, (factory, desc) in ANALYTIC.items():
-        register(
-            TaskSpec(
-                id=f"{name}-v0",
-                kind="generation",
-                description=desc,
-                eval_episodes=0,
-                extra={
-                    "distribution": factory,
-                    "n_samples": 4096,
-                    "metric": "mmd2",
-                    "lower_is_better": True,
-                    "corrector_norm": "batch" if name == "gmm-2d" else "sample",
-                    "dmcmc_eta": 0.05,  # chosen on gmm-64d from {0.05, 0.2} at NFE 10, seed 0
-                },
-            )
-        )
+        register(_generation_task(
+            name, desc, distribution=factory, n_samples=4096, metric="mmd2", lower_is_better=True,
+            corrector_norm="batch" if name == "gmm-2d" else "sample",
+            dmcmc_eta=0.05,  # chosen on gmm-64d from {0.05, 0.2} at NFE 10, seed 0
+        ))
     for name, desc in IMAGES.items():
-        register(
-            TaskSpec(
-                id=f"{name}-v0",
-                kind="generation",
-                description=desc,
-                eval_episodes=0,
-                # dmcmc_eta: the DLG Langevin step, chosen on digits from {0.01, 0.05, 0.2} at NFE 20, seed 0
-                # (README, "Denoising MCMC"); the other image tasks are untuned and use it too
-                extra={"dataset": name, "n_samples": 1000, "metric": "fd_lenet", "lower_is_better": True,
-                       "dmcmc_eta": 0.2},
-            )
-        )
+        # dmcmc_eta: the DLG Langevin step, chosen on digits from {0.01, 0.05, 0.2} at NFE 20, seed 0
+        # (README, "Denoising MCMC"); the other image tasks are untuned and use it too
+        register(_generation_task(name, desc, dataset=name, n_samples=1000, metric="fd_lenet", lower_is_better=True,
+                                  dmcmc_eta=0.2))
 
 
 _register_all()
