@@ -19,6 +19,7 @@ dataset, and the agent keeps the observation statistics (in its state dict) to n
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass, fields
 from typing import Any, Protocol
 
@@ -48,7 +49,35 @@ class Agent(Protocol):
     def load_state_dict(self, state: dict[str, Any]) -> None: ...
 
 
-class OfflineAgent:
+class Stateful:
+    """`state_dict` / `load_state_dict` from declared attribute names, one spelling for every agent (and SAC):
+    ``STATE_PARTS`` have their own state dict (modules, optimisers, the observation normaliser),
+    ``STATE_TENSORS`` are bare tensors (log-temperatures; loaded by an in-place copy, so optimisers keep
+    pointing at them) and ``STATE_INTS`` are Python counters. Loaded optimiser states are deep-copied, so two
+    agents loaded from one state never share Adam moments."""
+
+    STATE_PARTS: tuple[str, ...] = ()
+    STATE_TENSORS: tuple[str, ...] = ()
+    STATE_INTS: tuple[str, ...] = ()
+
+    def state_dict(self) -> dict[str, Any]:
+        state: dict[str, Any] = {n: getattr(self, n).state_dict() for n in self.STATE_PARTS}
+        state.update({n: getattr(self, n).detach().clone() for n in self.STATE_TENSORS})
+        state.update({n: getattr(self, n) for n in self.STATE_INTS})
+        return state
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        for n in self.STATE_PARTS:
+            part = getattr(self, n)
+            part.load_state_dict(copy.deepcopy(state[n]) if isinstance(part, torch.optim.Optimizer) else state[n])
+        with torch.no_grad():
+            for n in self.STATE_TENSORS:
+                getattr(self, n).copy_(state[n])
+        for n in self.STATE_INTS:
+            setattr(self, n, int(state[n]))
+
+
+class OfflineAgent(Stateful):
     """What every offline agent here shares: its config, the task's dimensions, the device and the dataset's
     observation statistics (an `ObsNormalizer`, saved in the state dict). Subclasses build their networks
     after calling this constructor and implement `update`, `act`, `state_dict`, `load_state_dict`.

@@ -17,7 +17,6 @@ Deviations from CORL and why:
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -52,6 +51,7 @@ class BCConfig:
 class BC(OfflineAgent):
     """Behaviour cloning: one Adam step on the MSE (or Gaussian NLL) to the dataset actions per `update`."""
 
+    STATE_PARTS = ("policy", "optimizer", "obs_norm")
     NUMERICS = 2  # 2026-12-02: the one Gaussian log-density of agents.nets (float32 rounding moved)
 
     def __init__(self, config: BCConfig, obs_dim: int, action_dim: int, **kwargs):
@@ -88,14 +88,7 @@ class BC(OfflineAgent):
         obs = self.policy_input(obs)
         return self.policy.act(obs).clamp(-1.0, 1.0)
 
-    def state_dict(self) -> dict[str, Any]:
-        return {"policy": self.policy.state_dict(), "optimizer": self.optimizer.state_dict(),
-                "obs_norm": self.obs_norm.state_dict()}
 
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.policy.load_state_dict(state["policy"])
-        self.optimizer.load_state_dict(state["optimizer"])
-        self.obs_norm.load_state_dict(state["obs_norm"])
 
 
 class BCStack(SeedStack):

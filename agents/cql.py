@@ -36,7 +36,6 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any
 
 import torch
 from torch import nn
@@ -184,6 +183,9 @@ class CQLPolicy(nn.Module):
 class CQL(OfflineAgent):
     """CQL agent (see module docstring). `update` takes one batch of already-prepared transitions."""
 
+    STATE_PARTS = ("actor", "critic", "critic_target", "optim", "obs_norm")
+    STATE_TENSORS = ("log_alpha", "log_alpha_prime")
+    STATE_INTS = ("step",)
     NUMERICS = 2  # 2026-12-02: the one tanh-Gaussian sample / log-density of agents.nets (rounding moved)
 
     def __init__(self, config: CQLConfig, obs_dim: int, action_dim: int, **kwargs):
@@ -388,28 +390,6 @@ class CQL(OfflineAgent):
         obs = self.policy_input(obs)
         return self.actor.act(obs)
 
-    def state_dict(self) -> dict[str, Any]:
-        return {
-            "actor": self.actor.state_dict(),
-            "critic": self.critic.state_dict(),
-            "critic_target": self.critic_target.state_dict(),
-            "log_alpha": self.log_alpha.detach().clone(),
-            "log_alpha_prime": self.log_alpha_prime.detach().clone(),
-            "optim": self.optim.state_dict(),
-            "obs_norm": self.obs_norm.state_dict(),
-            "step": self.step,
-        }
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.actor.load_state_dict(state["actor"])
-        self.critic.load_state_dict(state["critic"])
-        self.critic_target.load_state_dict(state["critic_target"])
-        with torch.no_grad():
-            self.log_alpha.copy_(state["log_alpha"])
-            self.log_alpha_prime.copy_(state["log_alpha_prime"])
-        self.optim.load_state_dict(state["optim"])
-        self.obs_norm.load_state_dict(state["obs_norm"])
-        self.step = int(state["step"])
 
 
 class CQLStack(SeedStack):

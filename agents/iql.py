@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any
 
 import torch
 
@@ -112,6 +111,9 @@ def q_regression_loss(q: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
 
 class IQL(OfflineAgent):
     """IQL agent (see module docstring). `update` takes one batch of already-prepared transitions."""
+
+    STATE_PARTS = ("critic", "critic_target", "value", "actor", "optim", "obs_norm")  # the actor's schedule is
+    STATE_INTS = ("step",)  # a function of `step`
 
     def __init__(self, config: IQLConfig, obs_dim: int, action_dim: int, **kwargs):
         super().__init__(config, obs_dim, action_dim, **kwargs)  # obs_mean, obs_std, device
@@ -202,25 +204,6 @@ class IQL(OfflineAgent):
 
     # ---- checkpoints ----
 
-    def state_dict(self) -> dict[str, Any]:
-        return {
-            "critic": self.critic.state_dict(),
-            "critic_target": self.critic_target.state_dict(),
-            "value": self.value.state_dict(),
-            "actor": self.actor.state_dict(),
-            "optim": self.optim.state_dict(),  # the actor's schedule is a function of `step`
-            "obs_norm": self.obs_norm.state_dict(),
-            "step": self.step,
-        }
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.critic.load_state_dict(state["critic"])
-        self.critic_target.load_state_dict(state["critic_target"])
-        self.value.load_state_dict(state["value"])
-        self.actor.load_state_dict(state["actor"])
-        self.optim.load_state_dict(state["optim"])
-        self.obs_norm.load_state_dict(state["obs_norm"])
-        self.step = int(state["step"])
 
 
 class IQLStack(SeedStack):

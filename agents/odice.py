@@ -48,7 +48,6 @@ Deviations from the paper / official code, and why:
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 import torch
 from torch.func import vmap
@@ -138,6 +137,7 @@ class ODICE(OfflineAgent):
     """O-DICE agent: `update(batch)` does one V step (orthogonal / semi / true gradient), one EMA step of the
     target and one weighted-BC policy step, and returns detached 0-d metric tensors."""
 
+    STATE_PARTS = ("value", "value_target", "policy", "v_optimizer", "policy_optimizer", "obs_norm")
     NUMERICS = 2  # 2026-12-02: the one Gaussian log-density of agents.nets (float32 rounding moved)
 
     def __init__(self, config: ODICEConfig, obs_dim: int, action_dim: int, **kwargs):
@@ -271,23 +271,7 @@ class ODICE(OfflineAgent):
         obs = self.policy_input(obs)
         return self.policy.act(obs)
 
-    def state_dict(self) -> dict[str, Any]:
-        return {
-            "value": self.value.state_dict(),
-            "value_target": self.value_target.state_dict(),
-            "policy": self.policy.state_dict(),
-            "v_optimizer": self.v_optimizer.state_dict(),
-            "policy_optimizer": self.policy_optimizer.state_dict(),
-            "obs_norm": self.obs_norm.state_dict(),
-        }
 
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.value.load_state_dict(state["value"])
-        self.value_target.load_state_dict(state["value_target"])
-        self.policy.load_state_dict(state["policy"])
-        self.v_optimizer.load_state_dict(state["v_optimizer"])
-        self.policy_optimizer.load_state_dict(state["policy_optimizer"])
-        self.obs_norm.load_state_dict(state["obs_norm"])
 
 
 class ODICEStack(SeedStack):

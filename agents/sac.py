@@ -14,7 +14,6 @@ functions the training loop calls); it draws its noise from torch's global gener
 
 from __future__ import annotations
 
-import copy
 import json
 import math
 from dataclasses import asdict, dataclass
@@ -23,6 +22,7 @@ from typing import Any
 
 import torch
 
+from agents.base import Stateful
 from agents.nets import EnsembleCritic, TanhGaussianPolicy, frozen_copy, soft_update
 
 
@@ -47,11 +47,13 @@ class SACConfig:
     autotune_alpha: bool = True  # learn alpha (True) or keep init_alpha fixed
 
 
-class SAC:
+class SAC(Stateful):
     """SAC agent: `update(batch)` does one critic, one actor and one temperature step and one target EMA."""
 
     # recorded in every training run: the numerics changed (same algorithm) when the update was made faster
     IMPLEMENTATION = "sac/2 (fused Adam, explicit tanh-Gaussian sample, in-place ReLU; 2026-12-02)"
+    STATE_PARTS = ("actor", "critic", "critic_target", "actor_optim", "critic_optim", "alpha_optim")
+    STATE_TENSORS = ("log_alpha",)
 
     def __init__(self, config: SACConfig, obs_dim: int, action_dim: int, device: str | torch.device = "cpu"):
         self.config = config
@@ -144,29 +146,7 @@ class SAC:
         """A stochastic action (exploration during training, dataset collection)."""
         return self.actor.sample(obs)[0]
 
-    # ---- state ----
-
-    def state_dict(self) -> dict[str, Any]:
-        return {
-            "actor": self.actor.state_dict(),
-            "critic": self.critic.state_dict(),
-            "critic_target": self.critic_target.state_dict(),
-            "log_alpha": self.log_alpha.detach().clone(),
-            "actor_optim": self.actor_optim.state_dict(),
-            "critic_optim": self.critic_optim.state_dict(),
-            "alpha_optim": self.alpha_optim.state_dict(),
-        }
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.actor.load_state_dict(state["actor"])
-        self.critic.load_state_dict(state["critic"])
-        self.critic_target.load_state_dict(state["critic_target"])
-        with torch.no_grad():
-            self.log_alpha.copy_(state["log_alpha"])
-        # optimisers keep the loaded state tensors as they are: copy, so that two agents never share moments
-        self.actor_optim.load_state_dict(copy.deepcopy(state["actor_optim"]))
-        self.critic_optim.load_state_dict(copy.deepcopy(state["critic_optim"]))
-        self.alpha_optim.load_state_dict(copy.deepcopy(state["alpha_optim"]))
+    # (state_dict / load_state_dict: agents.base.Stateful over STATE_PARTS / STATE_TENSORS)
 
 
 # ---- behaviour-policy files ----

@@ -119,6 +119,9 @@ def critic_head(
 class TD3BC(OfflineAgent):
     """TD3+BC agent (see module docstring). `update` takes one batch of already-prepared transitions."""
 
+    STATE_PARTS = ("actor", "actor_target", "critic", "critic_target", "actor_optim", "critic_optim", "obs_norm")
+    STATE_INTS = ("step",)
+
     def __init__(self, config: TD3BCConfig, obs_dim: int, action_dim: int, **kwargs):
         super().__init__(config, obs_dim, action_dim, **kwargs)  # obs_mean, obs_std, device
         c = config
@@ -180,27 +183,10 @@ class TD3BC(OfflineAgent):
         return self.actor.act(obs).clamp(-1.0, 1.0)
 
     def state_dict(self) -> dict[str, Any]:
-        return {
-            "actor": self.actor.state_dict(),
-            "actor_target": self.actor_target.state_dict(),
-            "critic": self.critic.state_dict(),
-            "critic_target": self.critic_target.state_dict(),
-            "actor_optim": self.actor_optim.state_dict(),
-            "critic_optim": self.critic_optim.state_dict(),
-            "obs_norm": self.obs_norm.state_dict(),
-            "step": self.step,
-            "last_actor_loss": self._last_actor_loss.clone(),
-        }
+        return {**super().state_dict(), "last_actor_loss": self._last_actor_loss.clone()}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.actor.load_state_dict(state["actor"])
-        self.actor_target.load_state_dict(state["actor_target"])
-        self.critic.load_state_dict(state["critic"])
-        self.critic_target.load_state_dict(state["critic_target"])
-        self.actor_optim.load_state_dict(state["actor_optim"])
-        self.critic_optim.load_state_dict(state["critic_optim"])
-        self.obs_norm.load_state_dict(state["obs_norm"])
-        self.step = int(state["step"])
+        super().load_state_dict(state)
         self._last_actor_loss = state["last_actor_loss"].to(self.device).clone()
 
 
