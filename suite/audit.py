@@ -126,6 +126,7 @@ def audit(path: str | Path, steps: int | None = None, tolerance: float = 0.02, s
         report.checked.append(f"{rec.method}'s arithmetic changed on purpose since the record (NUMERICS "
                               f"{recorded_numerics} -> {current_numerics}, agents.base.OfflineAgent): compared "
                               f"within {tolerance:.0%}, not bit for bit")
+    exact = machine_class(rec.provenance) == machine_class(provenance("cpu")) and same_numerics
     if checkpoint is not None:
         if not rec.curve:
             report.fail("a checkpoint was given but the record has no evaluation to compare with")
@@ -133,8 +134,7 @@ def audit(path: str | Path, steps: int | None = None, tolerance: float = 0.02, s
             last = rec.curve[-1]
             got = reevaluate_checkpoint(rec, checkpoint)
             mean = float(np.mean(got))
-            same = machine_class(rec.provenance) == machine_class(provenance("cpu")) and same_numerics
-            if (same and got != last.returns) or abs(mean - last.mean_return) > tolerance * max(1.0, abs(mean)):
+            if (exact and got != last.returns) or abs(mean - last.mean_return) > tolerance * max(1.0, abs(mean)):
                 report.fail(f"the checkpoint {checkpoint} evaluates to mean {mean:.6g}, the record's last evaluation "
                             f"(update {last.step}) says {last.mean_return:.6g}")
             report.checked.append(f"re-evaluated the shipped checkpoint against the last evaluation (update "
@@ -145,7 +145,6 @@ def audit(path: str | Path, steps: int | None = None, tolerance: float = 0.02, s
         report.fail("the record has no protocol (eval_every): it cannot be re-run")
         return report
     n = min(steps or every, rec.steps)
-    exact = machine_class(rec.provenance) == machine_class(provenance("cpu")) and same_numerics
     overrides = {k: _text(v) for k, v in rec.config.items()}
     with tempfile.TemporaryDirectory() as tmp:
         opts = RunOptions(seed=rec.seed, out=tmp, overrides=overrides, steps=int(protocol.get("steps", rec.steps)),
