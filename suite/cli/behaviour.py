@@ -99,3 +99,17 @@ def select(
     )
     summary = {k: v["evaluation"] for k, v in result.items() if k in ("expert", "medium")}
     typer.echo(json.dumps(summary, indent=2))
+
+
+@behaviour_app.command("levels")
+def levels(
+    version: Annotated[str, typer.Option(help="policy version (folder under suite/data/policies/<env>/)")] = "v1",
+    write: Annotated[bool, typer.Option("--write", help="rewrite the table in suite/data/policies/README.md")] = False,
+):
+    """The table of shipped behaviour policies and their levels' D4RL-normalised scores, from the manifests."""
+    from ..behaviour.levels import markdown, write_readme
+
+    if write:
+        typer.echo(f"wrote {write_readme(version=version)}")
+    else:
+        typer.echo(markdown(version))

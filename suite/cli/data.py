@@ -90,12 +90,13 @@ def data_check(
     dataset: Annotated[str | None, typer.Argument(help="dataset id or task id (default: all local)")] = None,
 ):
     """Compare each behaviour policy's episode returns in a built dataset with its shipped manifest."""
-    from ..data.check import Z_LIMIT, check_dataset
+    from ..data.check import Z_LIMIT, check_dataset, level_band
 
     bad = 0
     for i in _dataset_ids(dataset, prefix="suite/"):
         typer.echo(i)
-        for c in check_dataset(i):
+        checks = check_dataset(i)
+        for c in checks:
             norm = f", normalised {c.normalized:.1f}" if c.normalized is not None else ""
             if c.z is None:
                 verdict, man = "no manifest", ""
@@ -106,6 +107,11 @@ def data_check(
             bad += not c.ok and c.z is not None
             typer.echo(f"  {c.policy:<22} {c.episodes:>6} episodes: return {c.return_mean:8.1f} ± {c.return_std:6.1f}"
                        f"{norm}{man}: {verdict}")
+        lv = level_band(i, checks)
+        if lv is not None:  # reported, not failed: the check is against the manifests; the band is D4RL's
+            level, score, ok, text = lv
+            typer.echo(f"  level {level}: D4RL-normalised {score:.1f}, D4RL's band {text}: "
+                       + ("in band" if ok else "OUTSIDE D4RL's band"))
     if bad:
         raise typer.Exit(1)
 

@@ -71,6 +71,35 @@ def _manifest(env_id: str, entry: dict) -> tuple[float, float, int] | None:
     return float(ev["return_mean"]), float(ev["return_std"]), int(ev["episodes"])
 
 
+def level_band(dataset_id: str, checks: list[PolicyCheck]) -> tuple[str, float, bool, str] | None:
+    """(level, D4RL-normalised score, in band, band) of a built v1+ dataset: the mean of its policies' dataset
+    returns with equal weight (each policy contributes the same number of steps), judged against D4RL's band for
+    the level (`suite.behaviour.levels.band`; medium-replay and medium-expert against the shipped medium and
+    expert manifests). None for datasets without D4RL reference returns or a level name."""
+    from ..behaviour.levels import LEVEL_ORDER, band, level_scores
+    from ..tasks.references import d4rl_normalized_score
+
+    parts = dataset_id.split("/")
+    env, rest = (parts[1], parts[2]) if len(parts) == 3 else (None, "")
+    level, _, version = rest.rpartition("-")
+    if env is None or level not in LEVEL_ORDER or not checks:
+        return None
+    scores = [d4rl_normalized_score(env, c.return_mean) for c in checks]
+    if any(s is None for s in scores):
+        return None
+    score = sum(scores) / len(scores)
+    ref = {}
+    if version != "v0":
+        from ..tasks.mujoco import ENVS
+
+        try:
+            ref = level_scores(ENVS[env][0], version)
+        except (SuiteError, KeyError):
+            ref = {}
+    ok, text = band(level, score, ref.get("medium"), ref.get("expert"))
+    return level, score, ok, text
+
+
 def check_dataset(dataset_id: str) -> list[PolicyCheck]:
     """One `PolicyCheck` per behaviour policy of a suite-built dataset (see the module docstring)."""
     ds = store.load(dataset_id)

@@ -146,7 +146,8 @@ def test_check_matches_policy_manifests(minari_root, version, prefix):
     """Each policy's episodes in a built dataset return what its shipped manifest says (|z| small), levels
     are ordered, and a recipe whose step counts do not match the episodes is reported as corrupt (v0 and the
     D4RL-strength v1 policies)."""
-    from suite.data.check import check_dataset
+    from suite.behaviour.levels import level_scores
+    from suite.data.check import check_dataset, level_band
     from suite.errors import CorruptFileError
 
     spec = get_task(f"hopper-medium-expert-v{version}")
@@ -158,6 +159,11 @@ def test_check_matches_policy_manifests(minari_root, version, prefix):
     assert medium.ok and expert.ok, (medium, expert)
     assert medium.return_mean < expert.return_mean
     assert 20 < medium.normalized < 60 and 70 < expert.normalized < 130  # suite references: expert = 100
+    level, score, in_band, text = level_band(spec.dataset.dataset_id, [medium, expert])
+    assert level == "medium-expert" and in_band, (score, text)
+    if version == 1:  # judged against the shipped v1 medium and expert scores (33.2 and 95.2 D4RL-normalised)
+        assert "between medium and expert (33.2–95.2)" == text
+        assert abs(score - level_scores("Hopper-v5")["medium-expert"]) < 10
     recipe = dict(ds.storage.metadata["suite_recipe"])
     recipe["policies"] = [dict(p, steps=p["steps"] + 1) for p in recipe["policies"]]
     store.update_metadata(ds, {"suite_recipe": recipe})
