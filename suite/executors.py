@@ -9,7 +9,7 @@ processes are started with 'spawn' (safe with torch) and pinned to `threads` tor
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from .results import RunRecord
 from .runner import RunOptions, run_seeds
@@ -29,20 +29,33 @@ def _run_job(job: Job, threads: int = 1) -> list[RunRecord]:
     return run_seeds(job.method, job.task, job.options)
 
 
-def run_in_process(jobs: Sequence[Job]) -> list[RunRecord]:
-    return [r for j in jobs for r in run_seeds(j.method, j.task, j.options)]
+OnDone = Callable[[Job], None] | None  # called in this process as each job finishes, in completion order
 
 
-def run_local_pool(jobs: Sequence[Job], workers: int, threads: int = 1) -> list[RunRecord]:
+def run_in_process(jobs: Sequence[Job], on_done: OnDone = None) -> list[RunRecord]:
+    out = []
+    for j in jobs:
+        out += run_seeds(j.method, j.task, j.options)
+        if on_done:
+            on_done(j)
+    return out
+
+
+def run_local_pool(jobs: Sequence[Job], workers: int, threads: int = 1, on_done: OnDone = None) -> list[RunRecord]:
     import multiprocessing as mp
-    from concurrent.futures import ProcessPoolExecutor
+    from concurrent.futures import ProcessPoolExecutor, as_completed
 
     with ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn")) as pool:
-        futures = [pool.submit(_run_job, j, threads) for j in jobs]
+        futures = {pool.submit(_run_job, j, threads): j for j in jobs}
+        if on_done:
+            for f in as_completed(futures):
+                f.result()  # a failed job raises here, as it would below
+                on_done(futures[f])
         return [r for f in futures for r in f.result()]
 
 
-def run_ray(jobs: Sequence[Job], address: str | None = None, cpus_per_job: float = 1.0) -> list[RunRecord]:
+def run_ray(jobs: Sequence[Job], address: str | None = None, cpus_per_job: float = 1.0,
+            on_done: OnDone = None) -> list[RunRecord]:
     """Run jobs as Ray tasks (`pip install -e .[ray]`; `address` of an existing cluster or None for local)."""
     try:
         import ray
@@ -52,18 +65,27 @@ def run_ray(jobs: Sequence[Job], address: str | None = None, cpus_per_job: float
         raise SuiteError("the ray executor needs Ray: pip install -e '.[ray]'") from e
     ray.init(address=address, ignore_reinit_error=True)
     remote = ray.remote(num_cpus=cpus_per_job)(_run_job)
-    return [r for rs in ray.get([remote.remote(j, max(1, int(cpus_per_job))) for j in jobs]) for r in rs]
+    refs = [remote.remote(j, max(1, int(cpus_per_job))) for j in jobs]
+    if on_done:  # records are written by the workers on this machine's file system (a local instance)
+        pending, job_of = list(refs), dict(zip(refs, jobs, strict=True))
+        while pending:
+            ready, pending = ray.wait(pending, num_returns=1)
+            ray.get(ready[0])
+            on_done(job_of[ready[0]])
+    return [r for rs in ray.get(refs) for r in rs]
 
 
 def execute(
-    jobs: Sequence[Job], executor: str = "local", workers: int = 1, address: str | None = None, threads: int = 1
+    jobs: Sequence[Job], executor: str = "local", workers: int = 1, address: str | None = None, threads: int = 1,
+    on_done: OnDone = None,
 ) -> list[RunRecord]:
+    """Run `jobs`; `on_done(job)` is called here as each one finishes (e.g. to publish its records)."""
     if executor == "inprocess" or (executor == "local" and workers <= 1):
-        return run_in_process(jobs)
+        return run_in_process(jobs, on_done)
     if executor == "local":
-        return run_local_pool(jobs, workers, threads)
+        return run_local_pool(jobs, workers, threads, on_done)
     if executor == "ray":
-        return run_ray(jobs, address)
+        return run_ray(jobs, address, on_done=on_done)
     from .errors import SuiteError
 
     raise SuiteError(f"unknown executor {executor!r}; choose inprocess, local or ray")

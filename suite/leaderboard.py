@@ -127,8 +127,20 @@ def related_published(entries: list[dict], measured_tasks: list[str]) -> list[di
     return [e for e in entries if task_family_name(e["task"]) in names]
 
 
-def markdown_table(runs_dir: str | Path, metric: str = "final_score", published: bool = True) -> str:
-    records = [r for _, r in iter_records(runs_dir)]
+def task_filter(patterns: str | None):
+    """A predicate on task ids: comma-separated ids or shell patterns (None: every task)."""
+    import fnmatch
+
+    pats = [p.strip() for p in (patterns or "").split(",") if p.strip()]
+    return lambda task: not pats or any(fnmatch.fnmatchcase(task, p) for p in pats)
+
+
+def markdown_table(runs_dir: str | Path, metric: str = "final_score", published: bool = True,
+                   tasks: str | None = None) -> str:
+    """The Markdown leaderboard of the records under `runs_dir` (of the tasks matching `tasks`, see
+    `task_filter`: never mix dataset versions in one table, since the aggregate pools tasks)."""
+    keep = task_filter(tasks)
+    records = [r for _, r in iter_records(runs_dir) if keep(r.task)]
     rows = table_rows(records, metric)
     label = {"final_score": "final normalised score", "best_score": "best normalised score (optimistic)"}[metric]
     lines = [

@@ -20,6 +20,12 @@ each) or on Ray (``--executor ray``: a local instance, or ``--address`` of a clu
 ``--seeds-in-process`` the unfinished seeds of each (method, task) train together as one K-seed job
 (`suite run --seeds`, one record per seed). ``--tasks`` restricts a reproduction to some of its tasks (ids or
 shell patterns), e.g. the part of a recipe whose datasets exist.
+
+``--publish DIR`` (e.g. ``leaderboards/runs``, the committed records) makes a reproduction survive a machine that
+loses ``--out``: a job with a finished record under DIR (``DIR/<method>/<task>/seed<S>-*.json``, the flat layout
+of committed records) is skipped too, and every finished record under ``--out`` is copied there as its job
+finishes (and at the start, for runs that finished before), so that it can be committed at once. Only the record
+is copied: checkpoints and TensorBoard logs stay under ``--out``.
 """
 
 from __future__ import annotations
@@ -90,12 +96,10 @@ def load_recipe(name_or_path: str) -> Recipe:
 
 def select_tasks(recipe: Recipe, patterns: str | None) -> list[str]:
     """The recipe's task ids matching `patterns` (comma-separated ids or shell patterns; None: all)."""
-    import fnmatch
+    from .leaderboard import task_filter
 
-    if not patterns:
-        return list(recipe.tasks)
-    pats = [p.strip() for p in patterns.split(",") if p.strip()]
-    chosen = [t for t in recipe.tasks if any(fnmatch.fnmatchcase(t, p) for p in pats)]
+    keep = task_filter(patterns)
+    chosen = [t for t in recipe.tasks if keep(t)]
     if not chosen:
         raise SuiteError(f"--tasks {patterns!r} matches none of recipe {recipe.name}'s tasks "
                          f"({', '.join(recipe.tasks)})")
@@ -120,19 +124,47 @@ def expand(recipe: Recipe, seeds: int | None = None, steps: int | None = None, o
     return [(m, tasks.get_task(t).id, s, n_steps) for m, t in recipe.cells() if t in wanted for s in range(n_seeds)]
 
 
-def finished(out: str | Path, method: str, task: str, seed: int, steps: int) -> bool:
-    """A run of this job already finished with status ok and the planned number of updates."""
+def _finished_records(out: str | Path, method: str, task: str, seed: int, steps: int, flat: bool = False):
+    """Paths of this job's records with status ok and the planned number of updates: run directories'
+    ``record.json`` under a runs directory, or (``flat``) committed ``seed<S>-*.json`` files."""
     from .results import load_record
 
     root = Path(out) / method / task
-    for path in root.glob(f"seed{seed}-*/record.json"):
+    for path in sorted(root.glob(f"seed{seed}-*.json" if flat else f"seed{seed}-*/record.json")):
         try:
             rec = load_record(path)
         except Exception:  # an unreadable record is not a finished run
             continue
         if rec.status == "ok" and rec.steps == steps:
-            return True
-    return False
+            yield path
+
+
+def finished(out: str | Path, method: str, task: str, seed: int, steps: int,
+             published: str | Path | None = None) -> bool:
+    """A run of this job already finished with status ok and the planned number of updates (under `out`, or
+    as a committed record under `published`)."""
+    if next(_finished_records(out, method, task, seed, steps), None) is not None:
+        return True
+    return published is not None and next(_finished_records(published, method, task, seed, steps, flat=True),
+                                          None) is not None
+
+
+def publish_records(out: str | Path, dest: str | Path, jobs) -> list[Path]:
+    """Copy the finished records of `jobs` ((method, task, seed, steps)) from `out` to `dest` as
+    ``dest/<method>/<task>/<run name>.json``; records already there are left alone. Returns the new files."""
+    import shutil
+
+    new = []
+    for m, t, s, n in jobs:
+        for src in _finished_records(out, m, t, s, n):
+            dst = Path(dest) / m / t / f"{src.parent.name}.json"
+            if not dst.exists():
+                dst.parent.mkdir(parents=True, exist_ok=True)
+                tmp = dst.with_suffix(".json.tmp")
+                shutil.copyfile(src, tmp)
+                tmp.replace(dst)  # never a half-copied record under dest
+                new.append(dst)
+    return new
 
 
 def missing_data(recipe: Recipe, jobs) -> list[str]:
@@ -148,10 +180,10 @@ def missing_data(recipe: Recipe, jobs) -> list[str]:
 
 
 def plan(recipe: Recipe, out: str | Path, seeds: int | None = None, steps: int | None = None,
-         only: str | None = None):
+         only: str | None = None, published: str | Path | None = None):
     """(jobs to run, jobs already finished)."""
     jobs = expand(recipe, seeds, steps, only)
-    done = [j for j in jobs if finished(out, *j)]
+    done = [j for j in jobs if finished(out, *j, published=published)]
     todo = [j for j in jobs if j not in done]
     return todo, done
 
@@ -159,12 +191,16 @@ def plan(recipe: Recipe, out: str | Path, seeds: int | None = None, steps: int |
 def reproduce(name: str, out: str | Path = "runs", seeds: int | None = None, steps: int | None = None,
               executor: str = "local", workers: int = 1, threads: int = 1, address: str | None = None,
               eval_every: int | None = None, eval_episodes: int | None = None, build_missing: bool = True,
-              log=print, seeds_in_process: bool = False, only: str | None = None):
+              log=print, seeds_in_process: bool = False, only: str | None = None,
+              publish: str | Path | None = None):
     from .executors import Job, execute
     from .runner import RunOptions
 
     recipe = load_recipe(name)
-    todo, done = plan(recipe, out, seeds, steps, only)
+    if publish is not None:
+        for p in publish_records(out, publish, expand(recipe, seeds, steps, only)):
+            log(f"published {p}")
+    todo, done = plan(recipe, out, seeds, steps, only, publish)
     lacking = missing_data(recipe, todo)
     if lacking:
         raise SuiteError(f"recipe {recipe.name} needs data that is not on this machine: {', '.join(lacking)}. "
@@ -180,4 +216,11 @@ def reproduce(name: str, out: str | Path = "runs", seeds: int | None = None, ste
         jobs = [Job(m, t, RunOptions(seeds=tuple(ss), steps=n, **common)) for (m, t, n), ss in cells.items()]
     else:
         jobs = [Job(m, t, RunOptions(seed=s, steps=n, **common)) for m, t, s, n in todo]
-    return execute(jobs, executor, workers, address, threads) if jobs else []
+
+    def on_done(job) -> None:  # copy the job's finished records at once: a later kill cannot lose them
+        seeds_of = job.options.seeds or (job.options.seed,)
+        for p in publish_records(out, publish, [(job.method, job.task, s, job.options.steps) for s in seeds_of]):
+            log(f"published {p}")
+
+    return execute(jobs, executor, workers, address, threads,
+                   on_done=None if publish is None else on_done) if jobs else []

@@ -18,6 +18,9 @@ def table(
     metric: Annotated[str, typer.Option(help="final_score (headline) or best_score")] = "final_score",
     out: Annotated[Path | None, typer.Option(help="write the Markdown table here")] = None,
     published: Annotated[bool, typer.Option(help="add published numbers (labelled) below")] = True,
+    tasks: Annotated[str | None, typer.Option(
+        help="only records of these tasks: comma-separated ids or shell patterns, e.g. '*-v1' (one dataset "
+             "version per table)")] = None,
 ):
     """Mean ± std over seeds per method × task, as Markdown, from run records."""
     from ..leaderboard import markdown_table
@@ -26,7 +29,7 @@ def table(
         raise SuiteError("--metric must be final_score or best_score")
     if not runs.exists():
         raise SuiteError(f"runs directory {runs} does not exist")
-    text = markdown_table(runs, metric, published)
+    text = markdown_table(runs, metric, published, tasks=tasks)
     if out:
         out.write_text(text)
         typer.echo(f"wrote {out}")
@@ -148,6 +151,9 @@ def reproduce_cmd(
         help="train each cell's unfinished seeds together as one K-seed job (one record per seed)")] = False,
     tasks: Annotated[str | None, typer.Option(
         help="only these of the recipe's tasks: comma-separated ids or shell patterns, e.g. 'hopper-*'")] = None,
+    publish: Annotated[Path | None, typer.Option(
+        help="copy each finished record here as its job ends (e.g. leaderboards/runs, to commit), and skip jobs "
+             "whose record is already there")] = None,
 ):
     """Run every (method, task, seed) of a published table from its recipe: finished runs are skipped and
     unfinished ones resume, so a killed reproduction continues with the same command."""
@@ -157,7 +163,7 @@ def reproduce_cmd(
 
     if dry_run:
         recipe = R.load_recipe(table)
-        todo, done = R.plan(recipe, out, seeds, steps, tasks)
+        todo, done = R.plan(recipe, out, seeds, steps, tasks, publish)
         for m, t, s, n in R.expand(recipe, seeds, steps, tasks):
             typer.echo(f"{'done' if (m, t, s, n) in done else 'todo'}  {m} {t} seed {s} ({n} updates)")
         lacking = R.missing_data(recipe, todo)
@@ -166,7 +172,7 @@ def reproduce_cmd(
         return
     torch.set_num_threads(threads)
     recs = R.reproduce(table, out, seeds, steps, executor, workers, threads, address, eval_every, eval_episodes,
-                       log=typer.echo, seeds_in_process=seeds_in_process, only=tasks)
+                       log=typer.echo, seeds_in_process=seeds_in_process, only=tasks, publish=publish)
     typer.echo(f"{len(recs)} runs finished now; tables: python -m suite table --runs {out}")
 
 

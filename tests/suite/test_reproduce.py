@@ -93,3 +93,38 @@ def test_seeds_in_process_trains_each_cell_as_one_k_seed_job(hopper_random_built
     assert [(r.method, r.seed) for r in recs] == [("bc", 0), ("bc", 1), ("td3bc", 0), ("td3bc", 1)]
     assert all(r.status == "ok" and r.provenance["seeds_in_process"] == [0, 1] for r in recs)
     assert len(iter_records(out)) == 4 and plan(load_recipe(str(recipe)), out)[0] == []
+
+
+def test_publish_copies_records_as_jobs_finish_and_survives_a_lost_runs_dir(hopper_random_built, tmp_path):
+    """--publish: each finished record is copied to the committed-records layout as its job ends; on a machine
+    that lost --out, those jobs are skipped; a published record is byte-identical to the run's record.json."""
+    import shutil
+
+    recipe = _recipe(tmp_path, methods=["bc", "td3bc"], seeds=1, steps=40)
+    out, pub = tmp_path / "runs", tmp_path / "leaderboards" / "runs"
+    logs = []
+    recs = reproduce(str(recipe), out=out, eval_every=20, eval_episodes=2, log=logs.append, publish=pub)
+    files = sorted(pub.rglob("*.json"))
+    assert [f.relative_to(pub).parts[:2] for f in files] == [("bc", "hopper-random-v0"), ("td3bc", "hopper-random-v0")]
+    for f, r in zip(files, recs, strict=True):
+        assert f.read_bytes() == (out / r.method / r.task / f.stem / "record.json").read_bytes()
+    assert sum(m.startswith("published") for m in logs) == 2
+    shutil.rmtree(out)  # a fresh machine: runs/ is gone, the committed records are not
+    todo, done = plan(load_recipe(str(recipe)), out, published=pub)
+    assert todo == [] and len(done) == 2
+    assert reproduce(str(recipe), out=out, log=lambda *_: None, publish=pub) == []
+    assert not out.exists() or not list(out.rglob("record.json"))
+    assert plan(load_recipe(str(recipe)), out)[0] != []  # without --publish they would run again
+
+
+def test_table_keeps_one_dataset_version(hopper_random_built, tmp_path):
+    from suite.leaderboard import markdown_table, task_filter
+
+    keep = task_filter("*-v1, d4rl/*")
+    assert keep("hopper-medium-v1") and keep("d4rl/hopper-medium-v2") and not keep("hopper-medium-v0")
+    assert task_filter(None)("anything")
+    out = tmp_path / "runs"
+    run("bc", "hopper-random-v0", RunOptions(seed=0, steps=20, eval_every=20, eval_episodes=2, progress=False,
+                                             out=out))
+    assert "| bc | hopper-random-v0 |" in markdown_table(out, tasks="*-v0")
+    assert "hopper-random-v0" not in markdown_table(out, tasks="*-v1")
