@@ -89,13 +89,25 @@ def table_rows(records: list[RunRecord], metric: str = "final_score") -> list[di
     return rows
 
 
+def dataset_group(task_id: str) -> str:
+    """Which datasets a task's scores may be pooled with in an aggregate: 'd4rl', 'minari', or the suite's own
+    datasets of one version ('suite v0', 'suite v1': different behaviour policies, never pooled)."""
+    head = task_id.split("/")[0]
+    if head in ("d4rl", "minari"):
+        return head
+    _, sep, version = task_id.rpartition("-v")
+    return f"suite v{version}" if sep and version.isdigit() else "suite"
+
+
 def aggregate_rows(rows: list[dict]) -> list[dict]:
-    """Per method, the aggregate IQM over the RL tasks it has scores on (normalised scores only)."""
-    by_method: dict[str, dict[str, list[float]]] = {}
+    """Per (method, dataset group), the aggregate IQM over the RL tasks it has scores on (normalised scores
+    only); tasks of different groups (`dataset_group`: D4RL, suite v0, suite v1, ...) are never pooled."""
+    by_method: dict[tuple[str, str], dict[str, list[float]]] = {}
     for r in rows:
         if r["metric"] in ("final_score", "best_score") and r["scores"]:
-            by_method.setdefault(r["method"], {})[r["task"]] = r["scores"]
-    return [{"method": m, **aggregate_iqm(t)} for m, t in sorted(by_method.items()) if len(t) > 1]
+            by_method.setdefault((r["method"], dataset_group(r["task"])), {})[r["task"]] = r["scores"]
+    return [{"method": m, "group": g, **aggregate_iqm(t)}
+            for (m, g), t in sorted(by_method.items(), key=lambda kv: (kv[0][1], kv[0][0])) if len(t) > 1]
 
 
 def load_published(path: Path | None = None) -> list[dict]:
@@ -174,11 +186,12 @@ def markdown_table(runs_dir: str | Path, metric: str = "final_score", published:
     agg = aggregate_rows(rows)
     if agg:
         lines += ["", "Aggregate over tasks (normalised scores): IQM of every (task, seed) run pooled, 95% CI by "
-                  "a stratified bootstrap (runs resampled within each task; rliable's protocol).", "",
-                  "| method | tasks | runs | IQM | 95% CI |", "|---|---|---|---|---|"]
+                  "a stratified bootstrap (runs resampled within each task; rliable's protocol); tasks of "
+                  "different dataset families or versions are never pooled.", "",
+                  "| method | datasets | tasks | runs | IQM | 95% CI |", "|---|---|---|---|---|---|"]
         for a in agg:
             ci = f"[{a['ci_low']:.1f}, {a['ci_high']:.1f}]" if a["ci_low"] == a["ci_low"] else "—"
-            lines.append(f"| {a['method']} | {a['n_tasks']} | {a['n_runs']} | {a['iqm']:.1f} | {ci} |")
+            lines.append(f"| {a['method']} | {a['group']} | {a['n_tasks']} | {a['n_runs']} | {a['iqm']:.1f} | {ci} |")
     if published:
         pub = related_published(load_published(), [r["task"] for r in rows])
         if pub:

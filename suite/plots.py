@@ -88,7 +88,8 @@ def aggregate_plot(records, out: str | Path) -> Path | None:
     err = np.array([[a["iqm"] - a["ci_low"], a["ci_high"] - a["iqm"]] if a["ci_low"] == a["ci_low"] else [0, 0]
                     for a in agg]).T
     ax.errorbar(iqms, ys, xerr=err, fmt="o", capsize=4)
-    ax.set_yticks(ys, [f"{a['method']} ({a['n_runs']} runs, {a['n_tasks']} tasks)" for a in agg], fontsize=8)
+    ax.set_yticks(ys, [f"{a['method']}, {a['group']} ({a['n_runs']} runs, {a['n_tasks']} tasks)" for a in agg],
+                  fontsize=8)
     ax.set_xlabel("IQM of normalised scores (95% CI, stratified bootstrap)")
     ax.grid(axis="x", alpha=0.3)
     fig.tight_layout()

@@ -125,11 +125,13 @@ def build_site(runs_dir: str | Path, out: str | Path) -> Path:
         if fam != "generative":
             agg = [a for a in aggregate_rows(fam_rows)]
             if agg:
-                body.append("<h2>Aggregate IQM over tasks</h2><table><thead><tr><th>method</th><th>tasks</th>"
+                body.append("<h2>Aggregate IQM over tasks</h2><table><thead><tr><th>method</th><th>datasets</th>"
+                            "<th>tasks</th>"
                             "<th>runs</th><th>IQM</th><th>95% CI (stratified bootstrap)</th></tr></thead><tbody>")
                 for a in agg:
                     ci = f"[{a['ci_low']:.1f}, {a['ci_high']:.1f}]" if a["ci_low"] == a["ci_low"] else "—"
-                    body.append(f"<tr><td>{a['method']}</td><td>{a['n_tasks']}</td><td>{a['n_runs']}</td>"
+                    body.append(f"<tr><td>{a['method']}</td><td>{a['group']}</td><td>{a['n_tasks']}</td>"
+                                f"<td>{a['n_runs']}</td>"
                                 f"<td>{a['iqm']:.1f}</td><td>{ci}</td></tr>")
                 body.append("</tbody></table>")
         pub = [e for e in published if (fam == "d4rl" and e.get("dataset_family") == "d4rl")

@@ -48,3 +48,21 @@ def test_plots_cover_every_task_and_the_aggregate(tmp_path):
     for p in made:
         with Image.open(p) as im:
             assert im.size[0] >= 400 and len(set(im.convert("L").getdata())) > 10  # drawn, not blank
+
+
+def test_aggregate_never_pools_dataset_versions_or_families():
+    from suite.leaderboard import aggregate_rows, dataset_group
+
+    assert [dataset_group(t) for t in ("hopper-medium-v0", "hopper-medium-v1", "d4rl/hopper-medium-v2",
+                                       "minari/mujoco/hopper/medium-v0")] == ["suite v0", "suite v1", "d4rl", "minari"]
+
+    def row(task, scores):
+        return {"method": "odice", "task": task, "metric": "final_score", "scores": scores}
+
+    rows = [row("hopper-medium-v0", [10.0, 11.0, 12.0]), row("walker2d-medium-v0", [20.0, 21.0, 22.0]),
+            row("hopper-medium-v1", [80.0, 81.0, 82.0]), row("walker2d-medium-v1", [90.0, 91.0, 92.0]),
+            row("d4rl/hopper-medium-v2", [50.0, 51.0, 52.0])]
+    agg = aggregate_rows(rows)
+    assert [(a["group"], a["n_tasks"], a["n_runs"]) for a in agg] == [("suite v0", 2, 6), ("suite v1", 2, 6)]
+    v0, v1 = agg
+    assert v0["ci_high"] <= 22.0 and v1["ci_low"] >= 80.0  # each from its own version's runs only
