@@ -110,6 +110,34 @@ def aggregate_rows(rows: list[dict]) -> list[dict]:
             for (m, g), t in sorted(by_method.items(), key=lambda kv: (kv[0][1], kv[0][0])) if len(t) > 1]
 
 
+def separations(rows: list[dict], method: str) -> list[dict]:
+    """Per task, `method` against every other method measured there: 'higher' / 'lower' when the two 95%
+    bootstrap CIs of the mean do not overlap, 'overlap' otherwise, 'too few seeds' below `MIN_SEEDS`."""
+    by_task: dict[str, dict[str, dict]] = {}
+    for r in rows:
+        by_task.setdefault(r["task"], {})[r["method"]] = r
+    out = []
+    for task, cells in by_task.items():
+        if method not in cells:
+            continue
+        a = cells[method]
+        for other, b in sorted(cells.items()):
+            if other == method:
+                continue
+            if min(a["n"], b["n"]) < MIN_SEEDS or a["ci_low"] != a["ci_low"] or b["ci_low"] != b["ci_low"]:
+                verdict = "too few seeds"
+            elif a["ci_low"] > b["ci_high"]:
+                verdict = "higher"
+            elif a["ci_high"] < b["ci_low"]:
+                verdict = "lower"
+            else:
+                verdict = "overlap"
+            out.append({"task": task, "method": method, "other": other, "verdict": verdict,
+                        "ci": (a["ci_low"], a["ci_high"]), "other_ci": (b["ci_low"], b["ci_high"]),
+                        "mean": a["mean"], "other_mean": b["mean"]})
+    return out
+
+
 def load_published(path: Path | None = None) -> list[dict]:
     """Entries {method, task, score, source} from every JSON file in leaderboards/published/."""
     root = path or PUBLISHED_DIR
@@ -148,7 +176,7 @@ def task_filter(patterns: str | None):
 
 
 def markdown_table(runs_dir: str | Path, metric: str = "final_score", published: bool = True,
-                   tasks: str | None = None) -> str:
+                   tasks: str | None = None, versus: str | None = None) -> str:
     """The Markdown leaderboard of the records under `runs_dir` (of the tasks matching `tasks`, see
     `task_filter`: never mix dataset versions in one table, since the aggregate pools tasks)."""
     keep = task_filter(tasks)
@@ -192,6 +220,19 @@ def markdown_table(runs_dir: str | Path, metric: str = "final_score", published:
         for a in agg:
             ci = f"[{a['ci_low']:.1f}, {a['ci_high']:.1f}]" if a["ci_low"] == a["ci_low"] else "—"
             lines.append(f"| {a['method']} | {a['group']} | {a['n_tasks']} | {a['n_runs']} | {a['iqm']:.1f} | {ci} |")
+    if versus:
+        sep = separations(rows, versus)
+        lines += ["", f"{versus} against each method, per task: higher / lower where the two 95% bootstrap CIs of "
+                  f"the mean do not overlap, overlap otherwise (cells with fewer than {MIN_SEEDS} seeds: too few "
+                  "seeds).", "", f"| task | {versus} | vs | other | verdict |", "|---|---|---|---|---|"]
+        for e in sep:
+            def cell(mean, ci):
+                return f"{mean:.1f} [{ci[0]:.1f}, {ci[1]:.1f}]" if ci[0] == ci[0] else f"{mean:.1f}"
+            lines.append(f"| {e['task']} | {cell(e['mean'], e['ci'])} | {e['other']} | "
+                         f"{cell(e['other_mean'], e['other_ci'])} | {e['verdict']} |")
+        if sep:
+            counts = {v: sum(e["verdict"] == v for e in sep) for v in ("higher", "lower", "overlap", "too few seeds")}
+            lines += ["", f"{versus}: " + ", ".join(f"{k} in {n}" for k, n in counts.items() if n) + " comparisons."]
     if published:
         pub = related_published(load_published(), [r["task"] for r in rows])
         if pub:

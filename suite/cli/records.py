@@ -21,6 +21,9 @@ def table(
     tasks: Annotated[str | None, typer.Option(
         help="only records of these tasks: comma-separated ids or shell patterns, e.g. '*-v1' (one dataset "
              "version per table)")] = None,
+    versus: Annotated[str | None, typer.Option(
+        help="add, per task, whether this method's 95% CI lies above, below or overlapping each other method's")
+    ] = None,
 ):
     """Mean ± std over seeds per method × task, as Markdown, from run records."""
     from ..leaderboard import markdown_table
@@ -29,7 +32,7 @@ def table(
         raise SuiteError("--metric must be final_score or best_score")
     if not runs.exists():
         raise SuiteError(f"runs directory {runs} does not exist")
-    text = markdown_table(runs, metric, published, tasks=tasks)
+    text = markdown_table(runs, metric, published, tasks=tasks, versus=versus)
     if out:
         out.write_text(text)
         typer.echo(f"wrote {out}")

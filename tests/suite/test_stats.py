@@ -66,3 +66,17 @@ def test_aggregate_never_pools_dataset_versions_or_families():
     assert [(a["group"], a["n_tasks"], a["n_runs"]) for a in agg] == [("suite v0", 2, 6), ("suite v1", 2, 6)]
     v0, v1 = agg
     assert v0["ci_high"] <= 22.0 and v1["ci_low"] >= 80.0  # each from its own version's runs only
+
+
+def test_separation_needs_non_overlapping_cis_and_enough_seeds():
+    from suite.leaderboard import separations
+
+    def row(method, task, lo, hi, n=5):
+        return {"method": method, "task": task, "n": n, "mean": (lo + hi) / 2, "ci_low": lo, "ci_high": hi}
+
+    rows = [row("odice", "a", 60, 70), row("iql", "a", 40, 59.9), row("td3bc", "a", 65, 80),
+            row("odice", "b", 10, 20), row("iql", "b", 20.1, 30), row("td3bc", "b", 0, 100, n=2),
+            row("iql", "c", 1, 2)]
+    got = {(e["task"], e["other"]): e["verdict"] for e in separations(rows, "odice")}
+    assert got == {("a", "iql"): "higher", ("a", "td3bc"): "overlap", ("b", "iql"): "lower",
+                   ("b", "td3bc"): "too few seeds"}
