@@ -142,7 +142,7 @@ def test_verify_reports_tampered_data(hopper_random, capsys):
 
 
 @pytest.mark.parametrize("version,prefix", [(0, ""), (1, "v1/")])
-def test_check_matches_policy_manifests(minari_root, version, prefix):
+def test_check_matches_policy_manifests(minari_root, version, prefix, capsys):
     """Each policy's episodes in a built dataset return what its shipped manifest says (|z| small), levels
     are ordered, and a recipe whose step counts do not match the episodes is reported as corrupt (v0 and the
     D4RL-strength v1 policies)."""
@@ -164,6 +164,10 @@ def test_check_matches_policy_manifests(minari_root, version, prefix):
     if version == 1:  # judged against the shipped v1 medium and expert scores (33.2 and 95.2 D4RL-normalised)
         assert "between medium and expert (33.2–95.2)" == text
         assert abs(score - level_scores("Hopper-v5")["medium-expert"]) < 10
+    from suite.cli import main
+
+    assert main(["data", "check", spec.id]) == 0
+    assert f"level medium-expert: D4RL-normalised {score:.1f}, D4RL's band between" in capsys.readouterr().out
     recipe = dict(ds.storage.metadata["suite_recipe"])
     recipe["policies"] = [dict(p, steps=p["steps"] + 1) for p in recipe["policies"]]
     store.update_metadata(ds, {"suite_recipe": recipe})
