@@ -60,9 +60,10 @@ def policy_manifests(env_id: str, version: str = "v1") -> dict:
     }
 
 
-def level_scores(env_id: str, version: str = "v1") -> dict[str, float]:
-    """D4RL-normalised score of each level's behaviour policies (see the module docstring)."""
-    m = policy_manifests(env_id, version)
+def level_scores(env_id: str, version: str = "v1", manifests: dict | None = None) -> dict[str, float]:
+    """D4RL-normalised score of each level's behaviour policies (see the module docstring); `manifests` are
+    `policy_manifests(env_id, version)` when the caller has read them already."""
+    m = policy_manifests(env_id, version) if manifests is None else manifests
 
     def score(man: dict) -> float:
         return float(man["evaluation"]["d4rl_normalized_score"])
@@ -95,7 +96,7 @@ def markdown(version: str = "v1") -> str:
     ]
     for env_id in shipped_envs(version):
         m = policy_manifests(env_id, version)
-        scores = level_scores(env_id, version)
+        scores = level_scores(env_id, version, m)
         tr = m["expert"]["training"]
 
         def pol(man: dict) -> str:
