@@ -19,7 +19,8 @@ recipe's instructions before anything runs. Jobs run in a local process pool (``
 each) or on Ray (``--executor ray``: a local instance, or ``--address`` of a cluster). With
 ``--seeds-in-process`` the unfinished seeds of each (method, task) train together as one K-seed job
 (`suite run --seeds`, one record per seed). ``--tasks`` restricts a reproduction to some of its tasks (ids or
-shell patterns), e.g. the part of a recipe whose datasets exist.
+shell patterns), e.g. the part of a recipe whose datasets exist; ``--methods`` to some of its methods (e.g. the
+cheap BC cells first, when a session has less time left than one O-DICE cell needs).
 
 ``--publish DIR`` (e.g. ``leaderboards/runs``, the committed records) makes a reproduction survive a machine that
 loses ``--out``: a job with a finished record under DIR (``DIR/<method>/<task>/seed<S>-*.json``, the flat layout
@@ -106,14 +107,32 @@ def select_tasks(recipe: Recipe, patterns: str | None) -> list[str]:
     return chosen
 
 
-def expand(recipe: Recipe, seeds: int | None = None, steps: int | None = None, only: str | None = None
-           ) -> list[tuple[str, str, int, int]]:
-    """(method, task id, seed, steps) for every run of the recipe (of its tasks matching `only`), in a fixed
-    order: cell by cell (group by group), seeds in order."""
+def select_methods(recipe: Recipe, names: str | None) -> list[str]:
+    """The recipe's methods named in `names` (comma-separated; None: all). A name the recipe lacks is an error
+    that lists the recipe's methods (and suggests the closest)."""
+    if names is None:
+        return list(recipe.methods)
+    chosen = [n.strip() for n in names.split(",") if n.strip()]
+    for n in chosen:
+        if n not in recipe.methods:
+            from .registry import did_you_mean
+
+            raise SuiteError(f"--methods: recipe {recipe.name} has no method {n!r} (its methods: "
+                             f"{', '.join(recipe.methods)}){did_you_mean(n, list(recipe.methods))}")
+    if not chosen:
+        raise SuiteError(f"--methods {names!r} names no method")
+    return chosen
+
+
+def expand(recipe: Recipe, seeds: int | None = None, steps: int | None = None, only: str | None = None,
+           methods_only: str | None = None) -> list[tuple[str, str, int, int]]:
+    """(method, task id, seed, steps) for every run of the recipe (of its tasks matching `only` and its methods
+    named in `methods_only`), in a fixed order: cell by cell (group by group), seeds in order."""
     from . import methods, tasks
 
     for m in recipe.methods:
         methods.get_method(m)
+    keep_methods = set(select_methods(recipe, methods_only))
     wanted = set(select_tasks(recipe, only))
     unknown = [t for t in recipe.tasks if t in wanted and t not in tasks.registry]
     if unknown:
@@ -121,7 +140,8 @@ def expand(recipe: Recipe, seeds: int | None = None, steps: int | None = None, o
                          "(suite tasks of a version appear once its behaviour policies are shipped, see "
                          "suite/data/policies/README.md); run the rest with --tasks PATTERN")
     n_seeds, n_steps = seeds or recipe.seeds, steps or recipe.steps
-    return [(m, tasks.get_task(t).id, s, n_steps) for m, t in recipe.cells() if t in wanted for s in range(n_seeds)]
+    return [(m, tasks.get_task(t).id, s, n_steps) for m, t in recipe.cells()
+            if t in wanted and m in keep_methods for s in range(n_seeds)]
 
 
 def _finished_records(out: str | Path, method: str, task: str, seed: int, steps: int, flat: bool = False):
@@ -180,9 +200,9 @@ def missing_data(recipe: Recipe, jobs) -> list[str]:
 
 
 def plan(recipe: Recipe, out: str | Path, seeds: int | None = None, steps: int | None = None,
-         only: str | None = None, published: str | Path | None = None):
+         only: str | None = None, published: str | Path | None = None, methods_only: str | None = None):
     """(jobs to run, jobs already finished)."""
-    jobs = expand(recipe, seeds, steps, only)
+    jobs = expand(recipe, seeds, steps, only, methods_only)
     done = [j for j in jobs if finished(out, *j, published=published)]
     todo = [j for j in jobs if j not in done]
     return todo, done
@@ -192,15 +212,15 @@ def reproduce(name: str, out: str | Path = "runs", seeds: int | None = None, ste
               executor: str = "local", workers: int = 1, threads: int = 1, address: str | None = None,
               eval_every: int | None = None, eval_episodes: int | None = None, build_missing: bool = True,
               log=print, seeds_in_process: bool = False, only: str | None = None,
-              publish: str | Path | None = None):
+              publish: str | Path | None = None, methods_only: str | None = None):
     from .executors import Job, execute
     from .runner import RunOptions
 
     recipe = load_recipe(name)
     if publish is not None:
-        for p in publish_records(out, publish, expand(recipe, seeds, steps, only)):
+        for p in publish_records(out, publish, expand(recipe, seeds, steps, only, methods_only)):
             log(f"published {p}")
-    todo, done = plan(recipe, out, seeds, steps, only, publish)
+    todo, done = plan(recipe, out, seeds, steps, only, publish, methods_only)
     lacking = missing_data(recipe, todo)
     if lacking:
         raise SuiteError(f"recipe {recipe.name} needs data that is not on this machine: {', '.join(lacking)}. "

@@ -154,6 +154,8 @@ def reproduce_cmd(
         help="train each cell's unfinished seeds together as one K-seed job (one record per seed)")] = False,
     tasks: Annotated[str | None, typer.Option(
         help="only these of the recipe's tasks: comma-separated ids or shell patterns, e.g. 'hopper-*'")] = None,
+    methods: Annotated[str | None, typer.Option(
+        help="only these of the recipe's methods: comma-separated names, e.g. 'bc,td3bc'")] = None,
     publish: Annotated[Path | None, typer.Option(
         help="copy each finished record here as its job ends (e.g. leaderboards/runs, to commit), and skip jobs "
              "whose record is already there")] = None,
@@ -166,8 +168,8 @@ def reproduce_cmd(
 
     if dry_run:
         recipe = R.load_recipe(table)
-        todo, done = R.plan(recipe, out, seeds, steps, tasks, publish)
-        for m, t, s, n in R.expand(recipe, seeds, steps, tasks):
+        todo, done = R.plan(recipe, out, seeds, steps, tasks, publish, methods)
+        for m, t, s, n in R.expand(recipe, seeds, steps, tasks, methods):
             typer.echo(f"{'done' if (m, t, s, n) in done else 'todo'}  {m} {t} seed {s} ({n} updates)")
         lacking = R.missing_data(recipe, todo)
         if lacking:
@@ -175,7 +177,8 @@ def reproduce_cmd(
         return
     torch.set_num_threads(threads)
     recs = R.reproduce(table, out, seeds, steps, executor, workers, threads, address, eval_every, eval_episodes,
-                       log=typer.echo, seeds_in_process=seeds_in_process, only=tasks, publish=publish)
+                       log=typer.echo, seeds_in_process=seeds_in_process, only=tasks, publish=publish,
+                       methods_only=methods)
     typer.echo(f"{len(recs)} runs finished now; tables: python -m suite table --runs {out}")
 
 

@@ -78,6 +78,15 @@ def test_grouped_recipe_expands_cell_by_cell_and_names_unregistered_tasks():
     assert hopper[:5] == [("odice", "hopper-medium-v1", s, 100_000) for s in range(5)]
     with pytest.raises(SuiteError, match="matches none"):
         expand(recipe, only="ant-*")
+    bc = expand(recipe, methods_only="bc")  # BC is priority 2 (three medium) and 3 (three 1-trajectory)
+    assert {m for m, *_ in bc} == {"bc"} and len(bc) == 6 * 5
+    assert {t for _, t, _, _ in bc} == {f"{e}-{lvl}-v1" for e in ("hopper", "walker2d", "halfcheetah")
+                                        for lvl in ("medium", "expert-1traj")}
+    assert len(expand(recipe, only="hopper-*", methods_only="odice, bc")) == (3 + 1 + 1 + 1) * 5
+    with pytest.raises(SuiteError, match=r"has no method 'ppo'.*its methods: odice, iql, td3bc, cql, bc"):
+        expand(recipe, methods_only="ppo")
+    with pytest.raises(SuiteError, match=r"did you mean 'td3bc'"):
+        expand(recipe, methods_only="td3_bc")
     from suite.tasks import registry
 
     if "walker2d-medium-v1" not in registry:  # until the walker v1 policies ship: named, with the way out
