@@ -4,11 +4,21 @@ A job is (method, task, RunOptions); every executor returns the run records in j
 `RunOptions.seeds`, gives its K records in seed order). Each job seeds
 itself from its options, so results do not depend on the executor or on how jobs interleave. Local
 processes are started with 'spawn' (safe with torch) and pinned to `threads` torch threads each.
+
+A local pool's workers watch their parent: when the reproduction that started them dies (killed, its session
+stopped, a closed terminal), each worker stops its run the way Ctrl-C does (a SIGTERM to itself: the runner
+checkpoints between updates and records status "running"), starts no further job, and exits. Without this
+a worker outlives its parent and goes on through the jobs already queued to it (seen on 2026-12-02: a
+killed `suite reproduce` left two workers training, and then building the next cell's data).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import os
+import signal
+import threading
+import time
 from collections.abc import Callable, Sequence
 
 from .results import RunRecord
@@ -22,11 +32,36 @@ class Job:
     options: RunOptions
 
 
+_worker = {"busy": False, "orphaned": False}  # this process's state as a pool worker
+
+
+def _watch_parent(parent: int, period: float) -> None:
+    """A pool worker's daemon thread: once `parent` is gone, stop the current run and exit."""
+    while os.getppid() == parent:
+        time.sleep(period)
+    _worker["orphaned"] = True
+    if _worker["busy"]:
+        os.kill(os.getpid(), signal.SIGTERM)  # the runner checkpoints between updates and returns
+        while _worker["busy"]:
+            time.sleep(0.1)
+    os._exit(0)
+
+
+def _worker_init(parent: int, period: float = 1.0) -> None:
+    threading.Thread(target=_watch_parent, args=(parent, period), daemon=True, name="watch-parent").start()
+
+
 def _run_job(job: Job, threads: int = 1) -> list[RunRecord]:
     import torch
 
-    torch.set_num_threads(threads)
-    return run_seeds(job.method, job.task, job.options)
+    if _worker["orphaned"]:  # the reproduction is gone: start nothing more
+        return []
+    _worker["busy"] = True
+    try:
+        torch.set_num_threads(threads)
+        return run_seeds(job.method, job.task, job.options)
+    finally:
+        _worker["busy"] = False
 
 
 OnDone = Callable[[Job], None] | None  # called in this process as each job finishes, in completion order
@@ -45,7 +80,8 @@ def run_local_pool(jobs: Sequence[Job], workers: int, threads: int = 1, on_done:
     import multiprocessing as mp
     from concurrent.futures import ProcessPoolExecutor, as_completed
 
-    with ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn")) as pool:
+    with ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn"), initializer=_worker_init,
+                             initargs=(os.getpid(),)) as pool:
         futures = {pool.submit(_run_job, j, threads): j for j in jobs}
         if on_done:
             for f in as_completed(futures):
