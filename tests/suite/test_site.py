@@ -59,7 +59,10 @@ def test_site_in_a_headless_browser(browser, tmp_path):
     header = browser.find_elements(By.CSS_SELECTOR, "#measured th")[3]  # mean
     header.click()
     up = [float(v) for v in column(3)]
-    assert up == sorted(up) and len(up) == 12
+    from suite.results import iter_records
+
+    cells = {(r.method, r.task) for _, r in iter_records(RUNS) if not r.task.startswith("d4rl/")}
+    assert up == sorted(up) and len(up) == len(cells) >= 12  # every committed cell of the suite's datasets
     header.click()
     down = [float(v) for v in column(3)]
     assert down == sorted(down, reverse=True)
