@@ -98,12 +98,24 @@ class SAC(Stateful):
 
     # ---- one training step ----
 
-    def update(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        alpha = self.alpha
+    def _critic_step(self, batch: dict[str, torch.Tensor], alpha: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         critic_loss, q = self.critic_loss(batch, alpha)
         self.critic_optim.zero_grad(set_to_none=True)
         critic_loss.backward()
         self.critic_optim.step()
+        return critic_loss, q
+
+    def update_critic(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """A critic step and the target EMA only (actor and temperature frozen): policy evaluation of the
+        current actor, used to fit fresh critics to a given actor before `update` starts improving it (a run
+        that continues from a shipped policy, `train_sac(init_actor=...)`)."""
+        critic_loss, q = self._critic_step(batch, self.alpha)
+        soft_update(self.critic_target, self.critic, self.config.tau)
+        return {"critic_loss": critic_loss.detach(), "q_mean": q.mean()}
+
+    def update(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        alpha = self.alpha
+        critic_loss, q = self._critic_step(batch, alpha)
 
         # the actor's gradient flows through the critic's input only: freeze its weights for this backward
         for p in self._critic_params:

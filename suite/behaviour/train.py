@@ -26,7 +26,7 @@ from agents.sac import SAC, SACConfig, config_dict, save_behaviour_policy
 
 from ..checkpoint import has_checkpoint, load_checkpoint, save_checkpoint
 from ..data.buffer import ReplayBuffer
-from ..errors import RunMismatchError
+from ..errors import RunMismatchError, SuiteError
 from ..evaluation import d4rl_normalized_score, evaluate_policy, make_env
 from .envstate import env_state, set_env_state
 from .layout import CHECKPOINT_NAME, snapshot_path
@@ -84,6 +84,8 @@ def train_sac(
     resume: bool = False,
     progress: bool = True,
     command: str | None = None,
+    init_actor: str | Path | None = None,
+    critic_warmup: int = 0,
 ) -> SAC:
     """Train SAC on `env_id` for `total_steps` environment steps (one update per step once `start_steps`
     uniform-random steps have been collected). Writes under `out_dir`: `run.json` (arguments, config,
@@ -96,7 +98,15 @@ def train_sac(
     Seeding: torch's global generator (network init and the policy's action noise) from `seed`, the replay
     sampler from `seed`, the env by `reset(seed=seed)` once (later resets continue its generator) and the
     action space (the uniform warm-up actions) by `action_space.seed(seed)`. Time-limit truncations are not
-    stored as terminals."""
+    stored as terminals.
+
+    Continuing from a shipped policy (`init_actor`, a behaviour-policy file of this environment): the actor
+    starts from its weights, the `start_steps` warm-up steps are collected with its stochastic actions instead
+    of uniform ones, and before the first SAC update `critic_warmup` critic-only updates (`SAC.update_critic`:
+    actor and temperature frozen, target EMA on) fit the fresh critics to that actor on its own on-policy data,
+    so the first actor steps follow a critic of the policy they improve. This is how a run longer than one
+    session is made without its replay buffer (the one part of a checkpoint too large to keep): its actor
+    lives on as a shipped policy file. `run.json` records the file, its sha256 and its training steps."""
     from torch.utils.tensorboard import SummaryWriter
 
     out = Path(out_dir)
@@ -109,6 +119,9 @@ def train_sac(
 
     torch.manual_seed(seed)
     agent = SAC(config, obs_dim, action_dim)
+    init_info = None
+    if init_actor is not None:
+        init_info = _load_init_actor(agent, init_actor, env_id)
     buffer = ReplayBuffer(obs_dim, action_dim, min(buffer_size, max(total_steps, 1)))
     sample_rng = np.random.default_rng(seed)
     obs, _ = env.reset(seed=seed)
@@ -134,6 +147,9 @@ def train_sac(
         "torch_threads": torch.get_num_threads(),  # the float reduction order: a resume must keep it
         "gymnasium": gym.__version__,
     }
+    if init_info is not None:
+        run_info["init_actor"] = init_info
+        run_info["critic_warmup"] = critic_warmup
 
     if resume and has_checkpoint(ckpt_path):
         ck = load_checkpoint(ckpt_path)
@@ -211,7 +227,7 @@ def train_sac(
 
     try:
         while step < total_steps:
-            if step < start_steps:
+            if step < start_steps and init_actor is None:
                 action = env.action_space.sample()
             else:
                 x = torch.as_tensor(obs, dtype=torch.float32).unsqueeze(0)
@@ -229,6 +245,8 @@ def train_sac(
                 obs, _ = env.reset()
             else:
                 obs = next_obs
+            if step == start_steps and critic_warmup:
+                _warm_up_critic(agent, buffer, sample_rng, critic_warmup, writer, step, progress)
             if step >= start_steps:
                 metrics = agent.update(buffer.sample(sample_rng, config.batch_size))
             step += 1
@@ -276,3 +294,39 @@ def train_sac(
         bar.close()
         env.close()
     return agent
+
+
+def _load_init_actor(agent: SAC, path: str | Path, env_id: str) -> dict[str, Any]:
+    """Load a behaviour-policy file into the agent's actor (same sizes and environment, else one clear error);
+    what run.json records of it."""
+    from agents.sac import load_behaviour_policy, read_behaviour_metadata
+
+    from ..data.store import sha256_file
+
+    path = Path(path)
+    if not path.is_file():
+        raise SuiteError(f"--init-actor {path}: no such file")
+    meta = read_behaviour_metadata(path)
+    if meta.get("env_id") not in (None, env_id):
+        raise RunMismatchError(f"--init-actor {path} was trained on {meta['env_id']}, not {env_id}")
+    policy = load_behaviour_policy(path)
+    try:
+        agent.actor.load_state_dict(policy.state_dict())
+    except RuntimeError as e:
+        raise RunMismatchError(f"--init-actor {path} does not fit this SAC actor ({str(e).splitlines()[0]})") from None
+    return {"file": str(path), "sha256": sha256_file(path), "env_steps": meta.get("env_steps"),
+            "env_id": meta.get("env_id")}
+
+
+def _warm_up_critic(agent: SAC, buffer: ReplayBuffer, rng: np.random.Generator, n: int, writer: Any, step: int,
+                    progress: bool) -> None:
+    """`n` critic-only updates on the buffer (policy evaluation of the initial actor), logged under warmup/."""
+    t0 = time.time()
+    for i in range(1, n + 1):
+        m = agent.update_critic(buffer.sample(rng, agent.config.batch_size))
+        if i % 1000 == 0 or i == n:
+            writer.add_scalar("warmup/critic_loss", float(m["critic_loss"]), i)
+            writer.add_scalar("warmup/q_mean", float(m["q_mean"]), i)
+            if progress and (i % 10_000 == 0 or i == n):
+                print(f"critic warm-up {i}/{n} (at env step {step}): critic_loss {float(m['critic_loss']):.3g} "
+                      f"q_mean {float(m['q_mean']):.1f} ({time.time() - t0:.0f} s)", file=sys.stderr, flush=True)

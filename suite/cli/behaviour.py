@@ -40,8 +40,15 @@ def train(
     checkpoint_every: Annotated[int, typer.Option("--checkpoint-every", help="checkpoint every K steps")] = 20_000,
     threads: Annotated[int, typer.Option(help="torch intra-op threads")] = 1,
     no_progress: Annotated[bool, typer.Option("--no-progress", help="no progress bar")] = False,
+    init_actor: Annotated[str | None, typer.Option("--init-actor", help="continue from this behaviour-policy "
+                          "file: its actor, its stochastic actions for --start-steps, then --critic-warmup")] = None,
+    critic_warmup: Annotated[int, typer.Option("--critic-warmup", help="critic-only updates before the first "
+                             "SAC update (with --init-actor)")] = 0,
+    init_alpha: Annotated[float, typer.Option("--init-alpha", help="initial entropy temperature")] = 1.0,
 ):
     """Train SAC and write snapshots and checkpoints (SIGTERM/SIGINT stop it with a checkpoint written)."""
+    from agents.sac import SACConfig
+
     from ..behaviour import train_sac
 
     _threads(threads)
@@ -52,6 +59,12 @@ def train(
         f"--eval-episodes {eval_episodes} --snapshot-every {snapshot_every} "
         f"--checkpoint-every {checkpoint_every} --threads {threads}"
     )
+    if init_actor is not None:
+        cmd += f" --init-actor {init_actor} --critic-warmup {critic_warmup}"
+    elif critic_warmup:
+        raise SuiteError("--critic-warmup needs --init-actor (fresh critics of a given actor)")
+    if init_alpha != 1.0:
+        cmd += f" --init-alpha {init_alpha}"
     train_sac(
         env,
         steps,
@@ -65,6 +78,9 @@ def train(
         resume=resume,
         progress=not no_progress,
         command=cmd,
+        config=SACConfig(init_alpha=init_alpha),
+        init_actor=init_actor,
+        critic_warmup=critic_warmup,
     )
 
 

@@ -207,3 +207,85 @@ def test_cli_keeps_the_flags_of_running_jobs(tmp_path, capsys):
     assert (tmp_path / "pol" / ENV / "expert.json").exists()
     assert main(["behaviour", "train", "Walker2d-v5", "--steps", "45", "--out", str(out), "--resume"]) == 2
     assert "not Walker2d-v5" in capsys.readouterr().err  # another env's checkpoint: one line, no traceback
+
+
+def _constant_policy(obs_dim: int, action_dim: int, value: float, hidden=(32, 32)) -> TanhGaussianPolicy:
+    """A policy whose actions are tanh(atanh(value)) = value up to a tiny noise (log-std at its minimum)."""
+    policy = TanhGaussianPolicy(obs_dim, action_dim, hidden)
+    with torch.no_grad():
+        for p in policy.parameters():
+            p.zero_()
+        last = [m for m in policy.trunk if isinstance(m, torch.nn.Linear)][-1]
+        last.bias[:action_dim] = float(torch.atanh(torch.tensor(value)))
+        last.bias[action_dim:] = -100.0  # clamped to log_std_min
+    return policy
+
+
+def test_continuation_from_a_policy_file_collects_with_it_and_records_it(tmp_path):
+    """--init-actor: the warm-up steps use the file's stochastic actions (not uniform ones), the actor starts from
+    its weights, and run.json records the file and its sha256 (what the manifest of a continued policy cites)."""
+    from agents.sac import save_behaviour_policy
+    from suite.checkpoint import load_checkpoint
+
+    path = tmp_path / "start.safetensors"
+    save_behaviour_policy(_constant_policy(11, 3, 0.3), path, {"env_id": ENV, "env_steps": "123"})
+    agent = behaviour.train_sac(ENV, 60, 0, tmp_path / "c", init_actor=path, **KW)  # 60 = start_steps: no update
+    start = _constant_policy(11, 3, 0.3).state_dict()
+    assert all(torch.equal(agent.actor.state_dict()[k], start[k]) for k in start)
+    actions = load_checkpoint(tmp_path / "c" / "checkpoint")["buffer"]["actions"][:60]
+    assert abs(actions - 0.3).max() < 0.02  # uniform warm-up actions would spread over [-1, 1]
+    info = json.loads((tmp_path / "c" / "run.json").read_text())
+    assert info["init_actor"]["sha256"] == hashlib.sha256(path.read_bytes()).hexdigest()
+    assert info["init_actor"]["env_steps"] == "123" and info["critic_warmup"] == 0
+
+    # with a critic warm-up the first SAC update follows fitted critics: the run differs from one without it
+    plain = behaviour.train_sac(ENV, 70, 0, tmp_path / "p", init_actor=path, **KW)
+    warmed = behaviour.train_sac(ENV, 70, 0, tmp_path / "w", init_actor=path, critic_warmup=40, **KW)
+    assert not torch.equal(plain.critic.state_dict()["net.net.0.weight"], warmed.critic.state_dict()["net.net.0.weight"])
+    assert json.loads((tmp_path / "w" / "run.json").read_text())["critic_warmup"] == 40
+
+
+def test_continuation_refuses_a_policy_of_another_shape_or_environment(tmp_path):
+    from agents.sac import save_behaviour_policy
+    from suite.errors import RunMismatchError
+
+    wide = tmp_path / "wide.safetensors"
+    save_behaviour_policy(_constant_policy(11, 3, 0.3, hidden=(64, 64)), wide, {"env_id": ENV})
+    with pytest.raises(RunMismatchError, match="does not fit"):
+        behaviour.train_sac(ENV, 60, 0, tmp_path / "w", init_actor=wide, **KW)
+    other = tmp_path / "other.safetensors"
+    save_behaviour_policy(_constant_policy(11, 3, 0.3), other, {"env_id": "Walker2d-v5"})
+    with pytest.raises(RunMismatchError, match="Walker2d-v5"):
+        behaviour.train_sac(ENV, 60, 0, tmp_path / "o", init_actor=other, **KW)
+
+
+def test_critic_warmup_is_policy_evaluation_with_the_actor_frozen():
+    """SAC.update_critic moves the critics (and their target) towards the TD target of the current actor and
+    leaves the actor, its optimiser and the temperature untouched; with every transition terminal the target is
+    the reward, so the critics must fit the rewards."""
+    from agents.sac import SAC
+
+    torch.manual_seed(0)
+    agent = SAC(SMALL, 4, 2)
+    actor_before = {k: v.clone() for k, v in agent.actor.state_dict().items()}
+    target_before = {k: v.clone() for k, v in agent.critic_target.state_dict().items()}
+    g = torch.Generator().manual_seed(1)
+    obs, act = torch.randn(64, 4, generator=g), torch.rand(64, 2, generator=g) * 2 - 1
+    batch = {"observations": obs, "actions": act, "next_observations": torch.randn(64, 4, generator=g),
+             "rewards": obs[:, 0] + act[:, 1], "terminals": torch.ones(64)}
+    for _ in range(1500):
+        agent.update_critic(batch)
+    assert all(torch.equal(agent.actor.state_dict()[k], v) for k, v in actor_before.items())
+    assert agent.log_alpha.item() == 0.0 and not agent.actor_optim.state  # init_alpha 1: log 1 = 0, never stepped
+    assert any(not torch.equal(agent.critic_target.state_dict()[k], v) for k, v in target_before.items())
+    q = agent.critic(obs, act)  # (2, 64)
+    assert (q - batch["rewards"]).abs().max() < 0.1
+
+
+def test_cli_critic_warmup_needs_an_init_actor(tmp_path, capsys):
+    assert main(["behaviour", "train", ENV, "--steps", "10", "--out", str(tmp_path / "r"), "--critic-warmup", "5",
+                 "--no-progress"]) == 2
+    assert "--critic-warmup needs --init-actor" in capsys.readouterr().err
+    assert main(["behaviour", "train", ENV, "--steps", "10", "--out", str(tmp_path / "r"), "--init-actor",
+                 str(tmp_path / "missing.safetensors"), "--no-progress"]) == 2
+    assert "no such file" in capsys.readouterr().err
