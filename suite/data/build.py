@@ -180,6 +180,22 @@ def _worker(args):
     return _collect_slots(*args)
 
 
+def _exit_with_parent(parent: int, period: float = 1.0) -> None:
+    """Pool initializer of the collection workers: a daemon thread ends this worker as soon as the build that
+    started it is gone (a SIGKILLed `suite data build` or reproduction worker, a stopped session), instead of
+    rolling out the rest of its slots for nobody. Nothing is lost: an unfinished build writes nothing and the
+    same command starts it again."""
+    import threading
+    import time
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(period)
+        os._exit(0)
+
+    threading.Thread(target=watch, daemon=True, name="watch-build").start()
+
+
 def collect(
     env_id: str,
     file: Path | None,
@@ -203,7 +219,8 @@ def collect(
 
         groups = [g for g in (slots[w::workers] for w in range(workers)) if g]
         jobs = [(env_id, file, g, [budgets[j] for j in g], seed, policy_name) for g in groups]
-        with ProcessPoolExecutor(len(jobs), mp_context=mp.get_context("spawn")) as pool:
+        with ProcessPoolExecutor(len(jobs), mp_context=mp.get_context("spawn"), initializer=_exit_with_parent,
+                                 initargs=(os.getpid(),)) as pool:
             results = list(pool.map(_worker, jobs))
         per_slot = [None] * n_envs
         for g, res in zip(groups, results, strict=True):
