@@ -48,7 +48,7 @@ def evaluation_summary(env_id: str, result: dict[str, Any]) -> dict[str, Any]:
 
 def training_summary(info: dict[str, Any], steps_reached: int) -> dict[str, Any]:
     """A manifest's `training` entry: how the run that produced the snapshot was made (from its run.json)."""
-    return {
+    out = {
         "algorithm": "SAC (agents/sac.py)",
         "implementation": info.get("implementation", "sac/1 (before 2026-12-02)"),
         "command": info["command"],
@@ -59,6 +59,10 @@ def training_summary(info: dict[str, Any], steps_reached: int) -> dict[str, Any]
         "planned_total_steps": info.get("total_steps"),
         "resumes": info.get("resumes", []),
     }
+    if "init_actor" in info:  # a continuation: the policy file it started from, and its critic warm-up
+        out["init_actor"] = info["init_actor"]
+        out["critic_warmup"] = info.get("critic_warmup", 0)
+    return out
 
 
 def ship_policy(

@@ -44,6 +44,7 @@ def select_levels(
     max_replay: int = 5,
     eval_seed: int = 100_000,
     progress: bool = True,
+    medium_run: str | Path | None = None,
 ) -> dict[str, Any]:
     """Pick the behaviour policies from a training run's snapshots and ship them with manifests.
 
@@ -58,7 +59,12 @@ def select_levels(
     numbers are informational only, because a CPU evaluation of 100 1000-step episodes takes minutes.
     Writes `<dest_root>/<env_id>/{expert,medium}.{safetensors,json}`, `replay/step_XXXXXXX.{safetensors,json}`
     (one manifest per policy), `replay/index.json` and `reference.json` (uniform-random and expert returns
-    over `final_episodes` episodes)."""
+    over `final_episodes` episodes).
+
+    `medium_run`: take `medium` and `medium-replay` from another run's snapshots (D4RL's medium is an
+    early-stopped SAC run, its medium-replay that run's buffer up to then). This is how a continued expert (a run
+    started from a shipped policy, `train_sac(init_actor=...)`, whose snapshots are all near expert level) gets
+    its lower levels: from a short run of the same environment with fine snapshot spacing."""
     run = Path(run_dir)
     info = json.loads((run / "run.json").read_text())
     env_id = env_id or info["env_id"]
@@ -68,6 +74,17 @@ def select_levels(
     if not snaps:
         raise FileNotFoundError(f"no snapshots under {run / SNAPSHOT_DIR}")
     step_of = {p: int(read_behaviour_metadata(p)["env_steps"]) for p in snaps}
+    low_run, low_info = run, info
+    low_snaps = snaps
+    if medium_run is not None:
+        low_run = Path(medium_run)
+        low_info = json.loads((low_run / "run.json").read_text())
+        if low_info["env_id"] != env_id:
+            raise RunMismatchError(f"--medium-run {low_run} trained {low_info['env_id']}, not {env_id}")
+        low_snaps = sorted((low_run / SNAPSHOT_DIR).glob("step_*.safetensors"))
+        if not low_snaps:
+            raise FileNotFoundError(f"no snapshots under {low_run / SNAPSHOT_DIR}")
+        step_of.update({p: int(read_behaviour_metadata(p)["env_steps"]) for p in low_snaps})
     last_step = max(step_of.values())
     ckpt = run / CHECKPOINT_NAME
     steps_reached = max(last_step, int(load_checkpoint(ckpt)["step"])) if has_checkpoint(ckpt) else last_step
@@ -80,7 +97,7 @@ def select_levels(
         return evaluate_policy(load_behaviour_policy(path), env_id, episodes, eval_seed, deterministic)
 
     screen = {}
-    for p in snaps:
+    for p in dict.fromkeys(snaps + low_snaps):
         screen[p] = evaluate(p, screen_episodes)["mean"]
         log(f"screen {p.name}: {screen[p]:.1f}")
 
@@ -96,10 +113,10 @@ def select_levels(
     expert = max(top, key=lambda p: final_eval(p)["mean"])
     expert_return = final[expert]["mean"]
     target = expert_return / 3.0
-    before = [p for p in snaps if step_of[p] <= step_of[expert]]
+    before = [p for p in low_snaps if medium_run is not None or step_of[p] <= step_of[expert]]
     near = sorted(before, key=lambda p: abs(screen[p] - target))[:n_candidates]
     medium = min(near, key=lambda p: abs(final_eval(p)["mean"] - target))
-    upto = [p for p in snaps if step_of[p] <= step_of[medium]]
+    upto = [p for p in low_snaps if step_of[p] <= step_of[medium]]
     if len(upto) > max_replay:
         picks = np.unique(np.round(np.linspace(0, len(upto) - 1, max_replay)).astype(int))
         upto = [upto[i] for i in picks]
@@ -117,9 +134,17 @@ def select_levels(
     if planned is not None and steps_reached < planned:
         budget_note += f"; training was planned for {planned} steps and stopped at {steps_reached}"
     training = training_summary(info, steps_reached)
+    low_training = training
+    if medium_run is not None:
+        low_ckpt = low_run / CHECKPOINT_NAME
+        low_reached = max(step_of[p] for p in low_snaps)
+        if has_checkpoint(low_ckpt):
+            low_reached = max(low_reached, int(load_checkpoint(low_ckpt)["step"]))
+        low_training = training_summary(low_info, low_reached)
 
     def ship(src: Path, dst: Path, level: str, stochastic: dict[str, Any], extra: dict[str, Any]):
-        return ship_policy(src, dst, env_id=env_id, level=level, env_steps=step_of[src], training=training,
+        return ship_policy(src, dst, env_id=env_id, level=level, env_steps=step_of[src],
+                           training=training if level == "expert" else low_training,
                            evaluation=evaluation_summary(env_id, stochastic), extra=extra)
 
     det = {p: evaluate(p, deterministic_episodes, deterministic=True) for p in (expert, medium)}
@@ -139,7 +164,8 @@ def select_levels(
         {
             "evaluation_deterministic": evaluation_summary(env_id, det[medium]),
             "target_return": round(target, 3),
-            "note": f"medium = snapshot whose return is closest to 1/3 of this expert's ({budget_note})",
+            "note": f"medium = snapshot whose return is closest to 1/3 of this expert's ({budget_note})"
+            + ("" if medium_run is None else f"; medium and medium-replay from the snapshots of {low_run}"),
         },
     )
     replay = []

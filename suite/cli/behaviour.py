@@ -97,6 +97,9 @@ def select(
     candidates: Annotated[int, typer.Option(help="snapshots compared over --final-episodes per level")] = 2,
     max_replay: Annotated[int, typer.Option("--max-replay", help="most snapshots in medium-replay")] = 5,
     threads: Annotated[int, typer.Option(help="torch intra-op threads")] = 1,
+    medium_run: Annotated[str | None, typer.Option("--medium-run", help="take medium and medium-replay from this "
+                          "run's snapshots (a short run with fine spacing; for an expert continued with "
+                          "--init-actor)")] = None,
 ):
     """Pick expert/medium/medium-replay policies from a run's snapshots and ship them with manifests."""
     from ..behaviour import POLICY_ROOT, select_levels
@@ -112,6 +115,7 @@ def select(
         deterministic_episodes=deterministic_episodes,
         n_candidates=candidates,
         max_replay=max_replay,
+        medium_run=medium_run,
     )
     summary = {k: v["evaluation"] for k, v in result.items() if k in ("expert", "medium")}
     typer.echo(json.dumps(summary, indent=2))

@@ -289,3 +289,28 @@ def test_cli_critic_warmup_needs_an_init_actor(tmp_path, capsys):
     assert main(["behaviour", "train", ENV, "--steps", "10", "--out", str(tmp_path / "r"), "--init-actor",
                  str(tmp_path / "missing.safetensors"), "--no-progress"]) == 2
     assert "no such file" in capsys.readouterr().err
+
+
+def test_select_takes_medium_and_replay_from_another_run(tmp_path):
+    """A continued expert (--init-actor) ships with medium and medium-replay from a short run's snapshots
+    (--medium-run), and each manifest names the run it came from: the expert's its starting policy file."""
+    short = tmp_path / "short"
+    behaviour.train_sac(ENV, 120, 0, short, **{**KW, "snapshot_every": 20})
+    start = short / "snapshots" / "step_0000120.safetensors"
+    cont = tmp_path / "cont"
+    behaviour.train_sac(ENV, 90, 1, cont, init_actor=start, critic_warmup=10, **{**KW, "snapshot_every": 30})
+    root = tmp_path / "policies" / ENV
+    behaviour.select_levels(cont, ENV, dest_root=tmp_path / "policies", screen_episodes=1, final_episodes=2,
+                            replay_episodes=1, deterministic_episodes=1, max_replay=3, progress=False,
+                            medium_run=short)
+    expert = json.loads((root / "expert.json").read_text())
+    medium = json.loads((root / "medium.json").read_text())
+    assert expert["training"]["seed"] == 1 and expert["env_steps"] in (30, 60, 90)
+    assert expert["training"]["init_actor"]["sha256"] == hashlib.sha256(start.read_bytes()).hexdigest()
+    assert expert["training"]["critic_warmup"] == 10
+    assert medium["training"]["seed"] == 0 and "init_actor" not in medium["training"]
+    assert medium["env_steps"] in (20, 40, 60, 80, 100, 120) and str(short) in medium["note"]
+    index = json.loads((root / "replay" / "index.json").read_text())
+    assert index["env_steps"][-1] == medium["env_steps"] and index["env_steps"][0] == 20
+    for name in index["files"]:
+        assert json.loads((root / "replay" / name).with_suffix(".json").read_text())["training"]["seed"] == 0
