@@ -139,56 +139,18 @@ def test_table_keeps_one_dataset_version(hopper_random_built, tmp_path):
     assert "hopper-random-v0" not in markdown_table(out, tasks="*-v1")
 
 
-def _pool_workers(mark: str) -> list[int]:
-    """Pids of live multiprocessing workers whose environment carries `mark` (Linux /proc)."""
-    from pathlib import Path
-
-    pids = []
-    for proc in Path("/proc").iterdir():
-        if not proc.name.isdigit():
-            continue
-        try:
-            if (b"multiprocessing-fork" in (proc / "cmdline").read_bytes()
-                    and f"SUITE_TEST_MARK={mark}".encode() in (proc / "environ").read_bytes()
-                    and "Z" not in (proc / "stat").read_text().split(")")[-1].split()[0]):
-                pids.append(int(proc.name))
-        except OSError:  # gone meanwhile, or not ours
-            continue
-    return pids
-
-
 @pytest.mark.slow  # ~30 s idle, 3 min under load: a real two-worker reproduction, killed
 @pytest.mark.skipif(not __import__("sys").platform.startswith("linux"), reason="finds the workers in /proc")
 def test_pool_workers_stop_when_their_reproduction_is_killed(hopper_random_built, tmp_path):
     """A SIGKILLed `suite reproduce` (a stopped session) must not leave its workers training on through the
     queued jobs: each checkpoints its run (status running, 'interrupted by SIGTERM'), starts nothing, exits."""
-    import os
-    import subprocess
-    import sys
-    import time
-    import uuid
+    from tests.suite.orphans import PYTHON, kill_parent_and_list_survivors
 
-    mark = uuid.uuid4().hex
     recipe = _recipe(tmp_path, seeds=6, steps=500_000)
     out = tmp_path / "runs"
-    parent = subprocess.Popen(
-        [sys.executable, "-m", "suite", "reproduce", str(recipe), "--out", str(out), "--workers", "2",
-         "--eval-every", "250000", "--eval-episodes", "1"],
-        env={**os.environ, "SUITE_TEST_MARK": mark}, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        deadline = time.monotonic() + 180
-        while len(list(out.glob("bc/*/seed*/record.json"))) < 2 and time.monotonic() < deadline:
-            assert parent.poll() is None, "the reproduction ended early"
-            time.sleep(0.5)
-        assert len(_pool_workers(mark)) == 2
-        time.sleep(2)  # both are training now
-    finally:
-        parent.kill()
-        parent.wait()
-    deadline = time.monotonic() + 60
-    while _pool_workers(mark) and time.monotonic() < deadline:
-        time.sleep(0.5)
-    assert _pool_workers(mark) == []
+    argv = [PYTHON, "-m", "suite", "reproduce", str(recipe), "--out", str(out), "--workers", "2", "--eval-every",
+            "250000", "--eval-episodes", "1"]
+    assert kill_parent_and_list_survivors(argv, lambda: len(list(out.glob("bc/*/seed*/record.json"))) >= 2) == []
     runs = sorted(out.glob("bc/*/seed*/record.json"))
     assert len(runs) == 2  # the four queued seeds never started
     for path in runs:
