@@ -45,6 +45,8 @@ def train(
     critic_warmup: Annotated[int, typer.Option("--critic-warmup", help="critic-only updates before the first "
                              "SAC update (with --init-actor)")] = 0,
     init_alpha: Annotated[float, typer.Option("--init-alpha", help="initial entropy temperature")] = 1.0,
+    prefill_noise: Annotated[str | None, typer.Option("--prefill-noise", help="with --init-actor: comma-separated "
+                             "Gaussian action-noise stds, one per warm-up episode in turn, e.g. 0,0.1,0.3")] = None,
 ):
     """Train SAC and write snapshots and checkpoints (SIGTERM/SIGINT stop it with a checkpoint written)."""
     from agents.sac import SACConfig
@@ -59,10 +61,20 @@ def train(
         f"--eval-episodes {eval_episodes} --snapshot-every {snapshot_every} "
         f"--checkpoint-every {checkpoint_every} --threads {threads}"
     )
+    noise: tuple[float, ...] = ()
+    if prefill_noise:
+        try:
+            noise = tuple(float(x) for x in prefill_noise.split(",") if x.strip())
+        except ValueError:
+            raise SuiteError(f"--prefill-noise {prefill_noise!r}: want comma-separated numbers, e.g. 0,0.1,0.3") from None
+        if any(x < 0 for x in noise):
+            raise SuiteError(f"--prefill-noise {prefill_noise!r}: a standard deviation cannot be negative")
     if init_actor is not None:
         cmd += f" --init-actor {init_actor} --critic-warmup {critic_warmup}"
-    elif critic_warmup:
-        raise SuiteError("--critic-warmup needs --init-actor (fresh critics of a given actor)")
+        if noise:
+            cmd += f" --prefill-noise {','.join(repr(x) for x in noise)}"
+    elif critic_warmup or noise:
+        raise SuiteError("--critic-warmup and --prefill-noise need --init-actor (they warm up a given actor)")
     if init_alpha != 1.0:
         cmd += f" --init-alpha {init_alpha}"
     train_sac(
@@ -81,6 +93,7 @@ def train(
         config=SACConfig(init_alpha=init_alpha),
         init_actor=init_actor,
         critic_warmup=critic_warmup,
+        prefill_noise=noise,
     )
 
 

@@ -238,6 +238,14 @@ def test_continuation_from_a_policy_file_collects_with_it_and_records_it(tmp_pat
     assert info["init_actor"]["sha256"] == hashlib.sha256(path.read_bytes()).hexdigest()
     assert info["init_actor"]["env_steps"] == "123" and info["critic_warmup"] == 0
 
+    # --prefill-noise: warm-up episode k adds noise of std noise[k % 2]; Hopper's constant-action episodes end
+    # early, so both kinds appear in 60 steps
+    behaviour.train_sac(ENV, 60, 0, tmp_path / "n", init_actor=path, prefill_noise=(0.0, 0.5), **KW)
+    noisy = load_checkpoint(tmp_path / "n" / "checkpoint")["buffer"]
+    off = abs(noisy["actions"][:60] - 0.3).max(axis=1)
+    first_end = int(noisy["terminals"][:60].argmax())  # the first episode (noise 0) ends by termination
+    assert noisy["terminals"][:60].any() and off[: first_end + 1].max() < 0.02 and off[first_end + 1:].min() > 0.02
+
     # with a critic warm-up the first SAC update follows fitted critics: the run differs from one without it
     plain = behaviour.train_sac(ENV, 70, 0, tmp_path / "p", init_actor=path, **KW)
     warmed = behaviour.train_sac(ENV, 70, 0, tmp_path / "w", init_actor=path, critic_warmup=40, **KW)
@@ -285,7 +293,7 @@ def test_critic_warmup_is_policy_evaluation_with_the_actor_frozen():
 def test_cli_critic_warmup_needs_an_init_actor(tmp_path, capsys):
     assert main(["behaviour", "train", ENV, "--steps", "10", "--out", str(tmp_path / "r"), "--critic-warmup", "5",
                  "--no-progress"]) == 2
-    assert "--critic-warmup needs --init-actor" in capsys.readouterr().err
+    assert "need --init-actor" in capsys.readouterr().err
     assert main(["behaviour", "train", ENV, "--steps", "10", "--out", str(tmp_path / "r"), "--init-actor",
                  str(tmp_path / "missing.safetensors"), "--no-progress"]) == 2
     assert "no such file" in capsys.readouterr().err
