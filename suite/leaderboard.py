@@ -22,11 +22,37 @@ PUBLISHED_DIR = Path(__file__).resolve().parent.parent / "leaderboards" / "publi
 TAIL_EVALS = 5
 
 
-def latest_per_seed(records: list[RunRecord]) -> dict[tuple[str, str], dict[int, RunRecord]]:
-    groups: dict[tuple[str, str], dict[int, RunRecord]] = defaultdict(dict)
+def dataset_checksum(rec: RunRecord) -> str:
+    return str(rec.provenance.get("dataset_checksum") or "")
+
+
+def data_variants(records: list[RunRecord]) -> dict[str, set[str]]:
+    """Per task, the dataset checksums its records were trained on. More than one means the task's data was
+    not the same everywhere: a suite dataset is rebuilt on each machine, and its build is bit-identical on one
+    machine class but not across CPUs (the policy's float32 forward pass takes CPU-specific kernels, and one
+    flipped bit changes the rest of an episode: measured 2026-12-07, hopper-medium-v1 is 34a07493… on Intel
+    Xeon (AVX-512) and 17a8e7de… in the records made on AMD EPYC)."""
+    out: dict[str, set[str]] = defaultdict(set)
+    for rec in records:
+        out[rec.task].add(dataset_checksum(rec))
+    return out
+
+
+def latest_per_seed(records: list[RunRecord]) -> dict[tuple[str, str, str], dict[int, RunRecord]]:
+    """Per cell (method, task, data), the latest record of each seed. `data` is "" where every record of the
+    task used one dataset, else the first 8 hex digits of the dataset checksum: runs on different data are
+    separate cells, never pooled or compared."""
+    variants = data_variants(records)
+    groups: dict[tuple[str, str, str], dict[int, RunRecord]] = defaultdict(dict)
     for rec in sorted(records, key=lambda r: r.run_id):
-        groups[(rec.method, rec.task)][rec.seed] = rec
+        data = dataset_checksum(rec)[:8] if len(variants[rec.task]) > 1 else ""
+        groups[(rec.method, rec.task, data)][rec.seed] = rec
     return groups
+
+
+def task_label(row: dict) -> str:
+    """A row's task as tables show it: the id, and its data variant where the task has several."""
+    return row["task"] + (f" [data {row['data']}…]" if row.get("data") else "")
 
 
 def headline(rec: RunRecord, metric: str = "final_score") -> float | None:
@@ -60,7 +86,7 @@ def trusted(rec: RunRecord) -> bool:
 
 def table_rows(records: list[RunRecord], metric: str = "final_score") -> list[dict]:
     rows = []
-    for (method, task), by_seed in sorted(latest_per_seed(records).items()):
+    for (method, task, data), by_seed in sorted(latest_per_seed(records).items()):
         ok = [r for r in by_seed.values() if r.status == "ok" and headline(r, metric) is not None and trusted(r)]
         other = len(by_seed) - len(ok)
         s = summarize([headline(r, metric) for r in ok])
@@ -71,6 +97,7 @@ def table_rows(records: list[RunRecord], metric: str = "final_score") -> list[di
             {
                 "method": method,
                 "task": task,
+                "data": data,
                 "n": s["n"],
                 "mean": s["mean"],
                 "std": s["std"],
@@ -105,7 +132,7 @@ def aggregate_rows(rows: list[dict]) -> list[dict]:
     by_method: dict[tuple[str, str], dict[str, list[float]]] = {}
     for r in rows:
         if r["metric"] in ("final_score", "best_score") and r["scores"]:
-            by_method.setdefault((r["method"], dataset_group(r["task"])), {})[r["task"]] = r["scores"]
+            by_method.setdefault((r["method"], dataset_group(r["task"])), {})[task_label(r)] = r["scores"]
     return [{"method": m, "group": g, **aggregate_iqm(t)}
             for (m, g), t in sorted(by_method.items(), key=lambda kv: (kv[0][1], kv[0][0])) if len(t) > 1]
 
@@ -114,8 +141,8 @@ def separations(rows: list[dict], method: str) -> list[dict]:
     """Per task, `method` against every other method measured there: 'higher' / 'lower' when the two 95%
     bootstrap CIs of the mean do not overlap, 'overlap' otherwise, 'too few seeds' below `MIN_SEEDS`."""
     by_task: dict[str, dict[str, dict]] = {}
-    for r in rows:
-        by_task.setdefault(r["task"], {})[r["method"]] = r
+    for r in rows:  # a task's data variants are separate tasks here: runs on different data are never compared
+        by_task.setdefault(task_label(r), {})[r["method"]] = r
     out = []
     for task, cells in by_task.items():
         if method not in cells:
@@ -208,9 +235,13 @@ def markdown_table(runs_dir: str | Path, metric: str = "final_score", published:
         iq = f"{r['iqm']:{fmt}}" if r["n"] else "—"
         mark = "†" if 0 < r["n"] < MIN_SEEDS else ""
         lines.append(
-            f"| {r['method']} | {r['task']} | {r['metric']} | {score} | {iq} | {ci} | {tail} | {r['n']}{mark} | "
+            f"| {r['method']} | {task_label(r)} | {r['metric']} | {score} | {iq} | {ci} | {tail} | {r['n']}{mark} | "
             f"{r['excluded']} | {', '.join(map(str, r['steps'])) or '—'} |"
         )
+    if any(r["data"] for r in rows):
+        lines += ["", "[data …]: this task's records were trained on datasets with different checksums (a suite "
+                  "dataset is rebuilt on each machine; its build is identical on one machine class, not across "
+                  "CPUs), shown as separate cells and never pooled or compared."]
     agg = aggregate_rows(rows)
     if agg:
         lines += ["", "Aggregate over tasks (normalised scores): IQM of every (task, seed) run pooled, 95% CI by "

@@ -42,11 +42,11 @@ def learning_curves(records, out: str | Path) -> list[Path]:
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     by_task: dict[str, dict[str, list]] = {}
-    for (method, task), seeds in latest_per_seed(records).items():
+    for (method, task, data), seeds in latest_per_seed(records).items():
         runs = [r for r in seeds.values() if r.status == "ok" and trusted(r) and r.curve
                 and r.curve[0].normalized_score is not None]
         if runs:
-            by_task.setdefault(task, {})[method] = runs
+            by_task.setdefault(task, {})[method + (f" [data {data}…]" if data else "")] = runs
     made = []
     for task, methods in sorted(by_task.items()):
         fig, ax = plt.subplots(figsize=(6, 4))

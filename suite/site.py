@@ -15,7 +15,7 @@ import json
 import shutil
 from pathlib import Path
 
-from .leaderboard import aggregate_rows, latest_per_seed, load_published, table_rows, trusted
+from .leaderboard import aggregate_rows, latest_per_seed, load_published, table_rows, task_label, trusted
 from .results import iter_records
 from .stats import MIN_SEEDS
 
@@ -58,7 +58,10 @@ def _page(title: str, body: str, depth: int = 0) -> str:
 
 
 def _slug(s: str) -> str:
-    return s.replace("/", "_")
+    """A file name for a task id or label (ids: '/' becomes '_'; a label's data variant: 'task_data_34a07493')."""
+    import re
+
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", s.replace(" [data ", "_data_")).strip("_")
 
 
 def _record_page(out: Path, method: str, task: str, runs: list) -> str:
@@ -110,14 +113,14 @@ def build_site(runs_dir: str | Path, out: str | Path) -> Path:
                     ("method", "task", "metric", "mean", "± std", "IQM", "95% CI", "seeds", "updates")) +
                 "</tr></thead><tbody>"]
         for r in fam_rows:
-            runs = [(paths[id(rec)], rec) for rec in cells[(r["method"], r["task"])].values()]
-            link = _record_page(out, r["method"], r["task"], runs)
+            runs = [(paths[id(rec)], rec) for rec in cells[(r["method"], r["task"], r["data"])].values()]
+            link = _record_page(out, r["method"], task_label(r), runs)
             fmt = ".1f" if r["metric"] in ("final_score", "best_score") else ".4g"
             mean = "—" if not r["n"] else f"{r['mean']:{fmt}}"
             ci = f"[{r['ci_low']:{fmt}}, {r['ci_high']:{fmt}}]" if r["n"] > 1 and r["ci_low"] == r["ci_low"] else "—"
             mark = "†" if 0 < r["n"] < MIN_SEEDS else ""
             body.append(
-                f"<tr><td>{html.escape(r['method'])}</td><td>{html.escape(r['task'])}</td><td>{r['metric']}</td>"
+                f"<tr><td>{html.escape(r['method'])}</td><td>{html.escape(task_label(r))}</td><td>{r['metric']}</td>"
                 f"<td data-value='{r['mean'] if r['n'] else ''}'><a class='value' href='{link}'>{mean}</a></td>"
                 f"<td>{r['std']:{fmt}}</td><td>{r['iqm']:{fmt}}</td><td>{ci}</td><td>{r['n']}{mark}</td>"
                 f"<td>{', '.join(map(str, r['steps']))}</td></tr>")
@@ -170,7 +173,7 @@ def build_site(runs_dir: str | Path, out: str | Path) -> Path:
 
 
 def _kind(cells, row) -> str:
-    rec = next(iter(cells[(row["method"], row["task"])].values()))
+    rec = next(iter(cells[(row["method"], row["task"], row["data"])].values()))
     return rec.task_spec.get("kind", "")
 
 

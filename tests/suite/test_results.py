@@ -61,3 +61,34 @@ def test_table_shows_the_mean_of_the_last_evaluations():
     assert tail_score(recs[0], k=100) == 240.0 / 7
     (row,) = table_rows(recs)
     assert row["mean"] == 55.0 and row["tail_mean"] == 35.0 and abs(row["tail_std"] - 50**0.5) < 1e-12
+
+
+def test_runs_on_different_data_of_one_task_are_separate_cells_never_compared():
+    """A suite dataset is rebuilt per machine, bit-identical within a machine class but not across CPUs: records
+    of one task on two dataset checksums are two cells ([data …]), neither pooled nor compared."""
+    from suite.leaderboard import aggregate_rows, separations, table_rows, task_label
+
+    def rec(method, seed, score, checksum, task="hopper-medium-v1"):
+        r = _record(method=method, task=task, seed=seed, status="ok", curve=[EvalPoint(100, [score], score, score)],
+                    provenance={"dataset_checksum": checksum})
+        r.final_score = r.best_score = r.final_return = score
+        return r
+
+    a, b = "34a07493" + "0" * 56, "17a8e7de" + "0" * 56
+    recs = [rec("bc", s, 30.0 + s, b) for s in range(3)] + [rec("td3bc", s, 50.0 + s, a) for s in range(3)]
+    recs += [rec("td3bc", s, 10.0 + s, a, task="walker2d-medium-v1") for s in range(3)]
+    recs += [rec("bc", s, 12.0 + s, a, task="walker2d-medium-v1") for s in range(3)]
+    rows = table_rows(recs)
+    labels = sorted(task_label(r) for r in rows)
+    assert labels == ["hopper-medium-v1 [data 17a8e7de…]", "hopper-medium-v1 [data 34a07493…]",
+                      "walker2d-medium-v1", "walker2d-medium-v1"]  # one checksum for walker2d: no label
+    verdicts = {(e["task"], e["other"]) for e in separations(rows, "td3bc")}
+    assert verdicts == {("walker2d-medium-v1", "bc")}  # hopper's bc ran on other data: no comparison
+    # the same seeds of one method on two data variants stay apart (the latest of a seed does not replace it)
+    recs.append(rec("bc", 0, 70.0, a))
+    rows = table_rows(recs)
+    cells = {task_label(r): r["n"] for r in rows if r["method"] == "bc"}
+    assert cells == {"hopper-medium-v1 [data 17a8e7de…]": 3, "hopper-medium-v1 [data 34a07493…]": 1,
+                     "walker2d-medium-v1": 3}
+    (agg,) = [g for g in aggregate_rows(rows) if g["method"] == "bc"]
+    assert agg["n_tasks"] == 3 and agg["n_runs"] == 7
