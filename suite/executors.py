@@ -17,6 +17,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import signal
+import sys
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -67,12 +68,25 @@ def _run_job(job: Job, threads: int = 1) -> list[RunRecord]:
 OnDone = Callable[[Job], None] | None  # called in this process as each job finishes, in completion order
 
 
+def interrupted(rec: RunRecord) -> bool:
+    """A run that SIGTERM/SIGINT stopped between updates (checkpointed, resumable)."""
+    return rec.status == "running" and (rec.error or "").startswith("interrupted")
+
+
 def run_in_process(jobs: Sequence[Job], on_done: OnDone = None) -> list[RunRecord]:
+    """The jobs one after another in this process. A signal that stops a run stops the whole sequence: the
+    runner catches SIGTERM/SIGINT to checkpoint, so without this check a killed reproduction went on with its
+    next job (seen 2026-12-07: a SIGTERMed `suite reproduce --workers 1` started the next seed)."""
     out = []
-    for j in jobs:
-        out += run_seeds(j.method, j.task, j.options)
+    for i, j in enumerate(jobs):
+        recs = run_seeds(j.method, j.task, j.options)
+        out += recs
         if on_done:
             on_done(j)
+        if any(interrupted(r) for r in recs):
+            print(f"stopped by a signal during {j.method} {j.task}: {len(jobs) - i - 1} job(s) not started (the "
+                  "same command resumes)", file=sys.stderr, flush=True)
+            break
     return out
 
 

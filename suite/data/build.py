@@ -9,6 +9,16 @@ policy (as D4RL did): uniform for `random`, tanh-Gaussian for the shipped SAC po
 explicit torch generator. Every episode is reset with its own explicit seed derived from (dataset seed, policy
 name, env slot, episode number), so the same command gives identical arrays on the same machine.
 
+Across machines the arrays are identical only if the policy's float32 arithmetic is: torch and MKL pick
+their kernels by CPU (AVX-512 on this Intel Xeon, AVX2 on the AMD EPYC machines), the kernels round
+differently, and one flipped bit in an action changes the rest of its episode. Measured 2026-12-07:
+hopper-medium-v1 built unpinned is 34a07493… on Intel Xeon (AVX-512) and 17a8e7de… on AMD EPYC (MuJoCo
+4.0.0 and 4.0.1 give identical rollouts; the kernels are the difference). So the collection runs in worker
+processes pinned to one numerics class, `PINNED_NUMERICS`: torch's baseline (non-vectorised) kernels and MKL's
+COMPATIBLE conditional-numerical-reproducibility mode, which Intel documents as giving the same results on
+Intel and AMD processors. The dataset's recipe records it. On a CPU that is not x86-64 (no MKL) the collection
+runs natively and the recipe says so; `SUITE_BUILD_NUMERICS=native` does the same anywhere.
+
 - `medium-expert` runs `medium` then `expert` with `steps` each and concatenates them (2x steps, as D4RL's
   2M-transition medium-expert): its arrays equal the medium dataset's followed by the expert dataset's.
 - `medium-replay` (`replay`) rolls out the sequence of SAC snapshots from the start of training up to the
@@ -180,6 +190,23 @@ def _worker(args):
     return _collect_slots(*args)
 
 
+# The environment of the collection workers (read by torch and MKL when the worker imports them): one numerics
+# class on every x86-64 CPU, so that a build gives the same arrays on Intel and AMD machines. The policy's
+# forward pass is a few small matrices per step: the baseline kernels cost nothing noticeable here.
+PINNED_NUMERICS = {"ATEN_CPU_CAPABILITY": "default", "MKL_CBWR": "COMPATIBLE"}
+
+
+def collection_numerics() -> dict[str, str]:
+    """`PINNED_NUMERICS` on x86-64, else {} (native kernels)."""
+    import platform
+
+    if os.environ.get("SUITE_BUILD_NUMERICS") == "native":  # this CPU's own kernels (tests; older builds)
+        return {}
+    if platform.machine().lower() not in ("x86_64", "amd64"):
+        return {}
+    return dict(PINNED_NUMERICS)
+
+
 def _exit_with_parent(parent: int, period: float = 1.0) -> None:
     """Pool initializer of the collection workers: a daemon thread ends this worker as soon as the build that
     started it is gone (a SIGKILLed `suite data build` or reproduction worker, a stopped session), instead of
@@ -211,24 +238,43 @@ def collect(
     episode order). `workers` processes share the slots; the result does not depend on `workers`."""
     budgets = slot_budgets(steps, n_envs)
     slots = list(range(n_envs))
-    if workers <= 1:
-        per_slot = _collect_slots(env_id, file, slots, budgets, seed, policy_name, progress)
-    else:
-        import multiprocessing as mp
-        from concurrent.futures import ProcessPoolExecutor
+    import multiprocessing as mp
+    from concurrent.futures import ProcessPoolExecutor
 
-        groups = [g for g in (slots[w::workers] for w in range(workers)) if g]
-        jobs = [(env_id, file, g, [budgets[j] for j in g], seed, policy_name) for g in groups]
-        with ProcessPoolExecutor(len(jobs), mp_context=mp.get_context("spawn"), initializer=_exit_with_parent,
-                                 initargs=(os.getpid(),)) as pool:
-            results = list(pool.map(_worker, jobs))
-        per_slot = [None] * n_envs
-        for g, res in zip(groups, results, strict=True):
-            for j, eps in zip(g, res, strict=True):
-                per_slot[j] = eps
-        if progress is not None:
-            progress(steps)
+    # always in fresh worker processes (even one): torch and MKL fix their kernels when first loaded, so only a
+    # new process can take the pinned numerics (this one has loaded torch already)
+    workers = max(1, workers)
+    groups = [g for g in (slots[w::workers] for w in range(workers)) if g]
+    jobs = [(env_id, file, g, [budgets[j] for j in g], seed, policy_name) for g in groups]
+    with _environment(collection_numerics()), ProcessPoolExecutor(
+        len(jobs), mp_context=mp.get_context("spawn"), initializer=_exit_with_parent, initargs=(os.getpid(),)
+    ) as pool:
+        results = list(pool.map(_worker, jobs))
+    per_slot = [None] * n_envs
+    for g, res in zip(groups, results, strict=True):
+        for j, eps in zip(g, res, strict=True):
+            per_slot[j] = eps
+    if progress is not None:
+        progress(steps)
     return [ep for eps in per_slot for ep in eps]
+
+
+class _environment:
+    """Set environment variables for the `with` block (the processes it starts inherit them), then restore."""
+
+    def __init__(self, values: dict[str, str]):
+        self.values, self.saved = values, {}
+
+    def __enter__(self):
+        self.saved = {k: os.environ.get(k) for k in self.values}
+        os.environ.update(self.values)
+
+    def __exit__(self, *exc):
+        for k, v in self.saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
 
 
 def _package_versions() -> dict[str, str]:
@@ -306,6 +352,7 @@ def _build_locked(spec, steps, n_envs, workers, references, overwrite, progress)
         "env_id": spec.env_id,
         "versions": _package_versions(),
         "builder": "suite.data.build",
+        "numerics": collection_numerics() or "native (not pinned: this CPU's own kernels)",
     }
     with store.staged(spec.dataset_id):  # the old dataset stays until the new one is complete
         store.write_dataset(

@@ -299,3 +299,38 @@ def test_collection_workers_exit_when_their_build_is_killed(tmp_path):
     code = ("from suite.data.build import collect; "
             "collect('Hopper-v5', None, 50_000_000, seed=0, policy_name='random', n_envs=4, workers=2)")
     assert kill_parent_and_list_survivors([PYTHON, "-c", code], lambda: True, grace=20) == []
+
+
+@pytest.mark.slow  # ~40 s: four collections, each in its own process
+def test_builds_are_identical_across_cpu_kernel_classes(tmp_path):
+    """A build must give the same arrays on an AVX-512 Intel machine and an AVX2 AMD one. Emulated here by the
+    MKL instruction limit and torch capability an AVX2-only CPU selects by itself: with the
+    pinned numerics both collections agree; with native numerics (SUITE_BUILD_NUMERICS=native) they differ on a
+    CPU whose own kernels are wider than AVX2, which is the bug the pinning fixes (hopper-medium-v1 was
+    34a07493… on Intel Xeon and 17a8e7de… on AMD EPYC)."""
+    import subprocess
+    import sys
+
+    import torch
+
+    from suite.data.build import collection_numerics
+
+    if not collection_numerics():
+        pytest.skip("not x86-64: no pinned numerics class")
+    code = ("import hashlib; from suite.data.build import collect; "
+            "eps = collect('Hopper-v5', __import__('pathlib').Path('suite/data/policies/Hopper-v5/v1/medium.safetensors'), "
+            "400, seed=0, policy_name='v1/medium', n_envs=4, workers=1); "
+            "h = hashlib.sha256(); [h.update(e[k].tobytes()) for e in eps for k in ('observations', 'actions')]; "
+            "print(h.hexdigest())")
+    avx2_cpu = {"MKL_ENABLE_INSTRUCTIONS": "AVX2", "ATEN_CPU_CAPABILITY": "avx2"}
+
+    def digest(extra: dict[str, str]) -> str:
+        env = {k: v for k, v in __import__("os").environ.items() if k not in ("MKL_ENABLE_INSTRUCTIONS",
+                                                                            "ATEN_CPU_CAPABILITY", "MKL_CBWR")}
+        out = subprocess.run([sys.executable, "-c", code], env={**env, **extra}, capture_output=True, text=True,
+                             check=True, cwd=str(__import__("pathlib").Path(__file__).resolve().parents[2]))
+        return out.stdout.strip().splitlines()[-1]
+
+    assert digest({}) == digest(avx2_cpu)
+    if torch.backends.cpu.get_cpu_capability().upper().startswith("AVX512"):
+        assert digest({"SUITE_BUILD_NUMERICS": "native"}) != digest({"SUITE_BUILD_NUMERICS": "native", **avx2_cpu})

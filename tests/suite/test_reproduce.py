@@ -157,3 +157,34 @@ def test_pool_workers_stop_when_their_reproduction_is_killed(hopper_random_built
         rec = json.loads(path.read_text())
         assert rec["status"] == "running" and rec["error"].startswith("interrupted by SIGTERM"), rec["error"]
         assert list(path.parent.glob("checkpoint*"))  # resumable
+
+
+@pytest.mark.slow  # ~30 s idle, 3 min under load: a real one-worker reproduction, SIGTERMed in its first run
+def test_sigterm_stops_an_in_process_reproduction(hopper_random_built, tmp_path):
+    """SIGTERM to `suite reproduce --workers 1` checkpoints the current run and starts nothing more (the runner
+    catches the signal to checkpoint; before the fix the reproduction went on with the next seed)."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    recipe = _recipe(tmp_path, seeds=3, steps=500_000)
+    out = tmp_path / "runs"
+    proc = subprocess.Popen([sys.executable, "-m", "suite", "reproduce", str(recipe), "--out", str(out),
+                             "--workers", "1", "--eval-every", "250000", "--eval-episodes", "1"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 180
+        while not list(out.glob("bc/*/seed*/record.json")) and time.monotonic() < deadline:
+            assert proc.poll() is None, "the reproduction ended early"
+            time.sleep(0.5)
+        time.sleep(2)  # training now
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=120)
+    finally:
+        proc.kill()
+    runs = sorted(out.glob("bc/*/seed*/record.json"))
+    assert len(runs) == 1, [str(p) for p in runs]  # the second and third seeds never started
+    rec = json.loads(runs[0].read_text())
+    assert rec["status"] == "running" and rec["error"].startswith("interrupted by SIGTERM")
+    assert "2 job(s) not started" in err
