@@ -146,8 +146,12 @@ def expand(recipe: Recipe, seeds: int | None = None, steps: int | None = None, o
 
 def _finished_records(out: str | Path, method: str, task: str, seed: int, steps: int, flat: bool = False):
     """Paths of this job's records with status ok and the planned number of updates: run directories'
-    ``record.json`` under a runs directory, or (``flat``) committed ``seed<S>-*.json`` files."""
+    ``record.json`` under a runs directory, or (``flat``) committed ``seed<S>-*.json`` files. Where the task's
+    dataset has a canonical checksum (`suite.data.store.canonical_checksum`), only runs on that data count: a
+    run on another build of the dataset (unpinned, another CPU) is not this cell's run and is made again."""
     from .results import load_record
+
+    want = _canonical(task)
 
     root = Path(out) / method / task
     for path in sorted(root.glob(f"seed{seed}-*.json" if flat else f"seed{seed}-*/record.json")):
@@ -155,8 +159,20 @@ def _finished_records(out: str | Path, method: str, task: str, seed: int, steps:
             rec = load_record(path)
         except Exception:  # an unreadable record is not a finished run
             continue
-        if rec.status == "ok" and rec.steps == steps:
+        if rec.status == "ok" and rec.steps == steps and (
+                want is None or rec.provenance.get("dataset_checksum") == want):
             yield path
+
+
+def _canonical(task: str) -> str | None:
+    from . import tasks
+    from .data.store import canonical_checksum
+
+    try:
+        spec = tasks.get_task(task).dataset
+    except Exception:  # an unregistered task: nothing to compare
+        return None
+    return canonical_checksum(spec.dataset_id) if spec is not None and spec.source == "recipe" else None
 
 
 def finished(out: str | Path, method: str, task: str, seed: int, steps: int,

@@ -77,7 +77,10 @@ def data_verify(dataset: Annotated[str | None, typer.Argument(help="dataset id o
         if want is None:
             typer.echo(f"  {i}: no recorded checksum (not built by the suite); sha256 {got[:16]}…")
         elif want == got:
-            typer.echo(f"  {i}: ok")
+            canon = store.canonical_checksum(i)
+            note = "" if canon is None else (", the canonical build" if canon == got else
+                                             f", NOT the canonical build {canon[:16]}… (runs on it are tabulated apart)")
+            typer.echo(f"  {i}: ok{note}")
         else:
             bad += 1
             typer.echo(f"  {i}: MISMATCH recorded {want[:16]}… recomputed {got[:16]}…")

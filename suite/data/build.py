@@ -277,6 +277,23 @@ class _environment:
                 os.environ[k] = v
 
 
+def _check_canonical(dataset_id: str, episodes: list[dict], numerics) -> None:
+    """Compare a build with its committed canonical checksum (`store.canonical_checksum`) and say so in one line
+    when they differ: the dataset is still written (its checksum goes into every record made on it, and tables
+    keep such runs apart as their own [data …] cells), but it is not the suite's dataset of that id."""
+    import sys
+
+    want = store.canonical_checksum(dataset_id)
+    if want is None:
+        return
+    got = store.checksum_episodes(episodes)
+    if got != want:
+        why = ("the pinned numerics did not give the canonical arrays on this CPU: please report it" if numerics
+               != "native (not pinned: this CPU's own kernels)" else "this build is not pinned")
+        print(f"warning: {dataset_id} built with checksum {got[:12]}…, the canonical one is {want[:12]}… ({why}); "
+              "runs on it are tabulated apart from runs on the canonical data", file=sys.stderr, flush=True)
+
+
 def _package_versions() -> dict[str, str]:
     from importlib.metadata import version
 
@@ -354,6 +371,7 @@ def _build_locked(spec, steps, n_envs, workers, references, overwrite, progress)
         "builder": "suite.data.build",
         "numerics": collection_numerics() or "native (not pinned: this CPU's own kernels)",
     }
+    _check_canonical(spec.dataset_id, episodes, recipe["numerics"])
     with store.staged(spec.dataset_id):  # the old dataset stays until the new one is complete
         store.write_dataset(
         spec.dataset_id,

@@ -222,3 +222,30 @@ def write_dataset(
         )
     update_metadata(ds, {"suite_checksum": checksum_episodes(episodes), **(metadata or {})})
     return ds
+
+
+CANONICAL_FILE = Path(__file__).resolve().parent / "canonical.json"
+
+
+def canonical_checksum(dataset_id: str) -> str | None:
+    """The committed checksum of a suite dataset built with the pinned numerics (`suite/data/canonical.json`;
+    every x86-64 machine must build exactly this), or None where none is recorded yet."""
+    import json
+
+    try:
+        entries = json.loads(CANONICAL_FILE.read_text())
+    except FileNotFoundError:
+        return None
+    entry = entries.get(dataset_id)
+    return entry["checksum"] if entry else None
+
+
+def local_checksum(dataset_id: str) -> str | None:
+    """The checksum recorded in the metadata of this machine's build of `dataset_id` (None: not built)."""
+    import json
+
+    meta = dataset_path(dataset_id) / "data" / "metadata.json"
+    try:
+        return json.loads(meta.read_text()).get("suite_checksum")
+    except (FileNotFoundError, ValueError):
+        return None

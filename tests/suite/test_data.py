@@ -1,5 +1,7 @@
 """Dataset build/load round trip through real Minari storage (temporary MINARI_DATASETS_PATH)."""
 
+import json
+
 import numpy as np
 import pytest
 
@@ -334,3 +336,28 @@ def test_builds_are_identical_across_cpu_kernel_classes(tmp_path):
     assert digest({}) == digest(avx2_cpu)
     if torch.backends.cpu.get_cpu_capability().upper().startswith("AVX512"):
         assert digest({"SUITE_BUILD_NUMERICS": "native"}) != digest({"SUITE_BUILD_NUMERICS": "native", **avx2_cpu})
+
+
+def test_a_build_that_is_not_the_canonical_one_says_so(tmp_path, monkeypatch, capsys):
+    """suite/data/canonical.json pins a dataset's checksum: a build with other arrays warns in one line (and is
+    kept: its runs carry its checksum); the canonical one does not; `data verify` names which it is."""
+    from suite.cli import main
+    from suite.data import store
+    from suite.data.build import build
+    from suite.tasks import get_task
+
+    monkeypatch.setenv("MINARI_DATASETS_PATH", str(tmp_path / "store"))  # not the session's shared store
+    spec = get_task("hopper-random-v0")
+    canon = tmp_path / "canonical.json"
+    monkeypatch.setattr(store, "CANONICAL_FILE", canon)
+    canon.write_text(json.dumps({spec.dataset.dataset_id: {"checksum": "0" * 64}}))
+    ds = build(spec.dataset, steps=600, n_envs=2, progress=False, references=spec.references.bounds)
+    got = store.checksum(ds)
+    assert f"built with checksum {got[:12]}…, the canonical one is 000000000000…" in capsys.readouterr().err
+    assert main(["data", "verify", "hopper-random-v0"]) == 0
+    assert "NOT the canonical build" in capsys.readouterr().out
+    canon.write_text(json.dumps({spec.dataset.dataset_id: {"checksum": got}}))
+    build(spec.dataset, steps=600, n_envs=2, progress=False, references=spec.references.bounds)
+    assert "canonical" not in capsys.readouterr().err
+    assert main(["data", "verify", "hopper-random-v0"]) == 0
+    assert "ok, the canonical build" in capsys.readouterr().out

@@ -104,7 +104,8 @@ def test_seeds_in_process_trains_each_cell_as_one_k_seed_job(hopper_random_built
     assert len(iter_records(out)) == 4 and plan(load_recipe(str(recipe)), out)[0] == []
 
 
-def test_publish_copies_records_as_jobs_finish_and_survives_a_lost_runs_dir(hopper_random_built, tmp_path):
+def test_publish_copies_records_as_jobs_finish_and_survives_a_lost_runs_dir(hopper_random_built, tmp_path,
+                                                                          monkeypatch):
     """--publish: each finished record is copied to the committed-records layout as its job ends; on a machine
     that lost --out, those jobs are skipped; a published record is byte-identical to the run's record.json."""
     import shutil
@@ -124,6 +125,17 @@ def test_publish_copies_records_as_jobs_finish_and_survives_a_lost_runs_dir(hopp
     assert reproduce(str(recipe), out=out, log=lambda *_: None, publish=pub) == []
     assert not out.exists() or not list(out.rglob("record.json"))
     assert plan(load_recipe(str(recipe)), out)[0] != []  # without --publish they would run again
+
+    # runs on another build of the data than the canonical one (suite/data/canonical.json) are not this cell's
+    from suite.data import store
+
+    canon = tmp_path / "canonical.json"
+    canon.write_text(json.dumps({"suite/hopper/random-v0": {"checksum": "0" * 64}}))
+    monkeypatch.setattr(store, "CANONICAL_FILE", canon)
+    assert plan(load_recipe(str(recipe)), out, published=pub)[0] != []  # both jobs to run again
+    used = json.loads(files[0].read_text())["provenance"]["dataset_checksum"]
+    canon.write_text(json.dumps({"suite/hopper/random-v0": {"checksum": used}}))
+    assert plan(load_recipe(str(recipe)), out, published=pub)[0] == []
 
 
 def test_table_keeps_one_dataset_version(hopper_random_built, tmp_path):
