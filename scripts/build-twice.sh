@@ -2,7 +2,8 @@
 # Build v1 datasets twice, into two separate Minari stores, and compare their checksums (issue 22: a build is
 # deterministic). Usage: scripts/build-twice.sh ENV LEVEL...   e.g. scripts/build-twice.sh hopper medium expert
 # Restartable: a finished (dataset, copy) is skipped (runs/databuild/<id>.<copy>.done); one line per dataset is
-# appended to runs/databuild/checksums.txt ("same" or "DIFFERENT" and both checksums). One thread per build.
+# appended to runs/databuild/checksums.txt ("same" or "DIFFERENT" and both checksums); a "same" checksum is recorded
+# in suite/data/canonical.json (the build every x86-64 machine must give; commit it). One thread per build.
 set -u
 cd "$(dirname "$0")/.."
 env=$1; shift
@@ -23,4 +24,19 @@ for level in "$@"; do
   done
   verdict=$([ "${sums[0]}" = "${sums[1]}" ] && echo same || echo DIFFERENT)
   echo "$id $verdict ${sums[0]} ${sums[1]}" | tee -a "$out/checksums.txt"
+  if [ "$verdict" = same ]; then  # record it as the canonical build (suite/data/canonical.json; commit it)
+    python - "suite/$env/$level-v1" "${sums[0]}" <<'PY'
+import json, platform, sys
+from importlib.metadata import version
+path = "suite/data/canonical.json"
+entries = json.load(open(path))
+cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), platform.processor())
+old = entries.get(sys.argv[1], {}).get("checksum")
+if old not in (None, sys.argv[2]):
+    sys.exit(f"{sys.argv[1]}: built {sys.argv[2][:12]}..., canonical.json has {old[:12]}...: not overwritten")
+entries[sys.argv[1]] = {"checksum": sys.argv[2], "confirmed": f"built twice into two stores, identical ({cpu}, "
+                        f"mujoco {version('mujoco')}, torch {version('torch')})"}
+open(path, "w").write(json.dumps(entries, indent=1) + "\n")
+PY
+  fi
 done
