@@ -66,7 +66,8 @@ def train(
         try:
             noise = tuple(float(x) for x in prefill_noise.split(",") if x.strip())
         except ValueError:
-            raise SuiteError(f"--prefill-noise {prefill_noise!r}: want comma-separated numbers, e.g. 0,0.1,0.3") from None
+            raise SuiteError(f"--prefill-noise {prefill_noise!r}: want comma-separated numbers, e.g. "
+                             "0,0.1,0.3") from None
         if any(x < 0 for x in noise):
             raise SuiteError(f"--prefill-noise {prefill_noise!r}: a standard deviation cannot be negative")
     if init_actor is not None:

@@ -78,8 +78,9 @@ def data_verify(dataset: Annotated[str | None, typer.Argument(help="dataset id o
             typer.echo(f"  {i}: no recorded checksum (not built by the suite); sha256 {got[:16]}…")
         elif want == got:
             canon = store.canonical_checksum(i)
-            note = "" if canon is None else (", the canonical build" if canon == got else
-                                             f", NOT the canonical build {canon[:16]}… (runs on it are tabulated apart)")
+            note = "" if canon is None else (
+                ", the canonical build" if canon == got
+                else f", NOT the canonical build {canon[:16]}… (runs on it are tabulated apart)")
             typer.echo(f"  {i}: ok{note}")
         else:
             bad += 1

@@ -249,7 +249,8 @@ def test_continuation_from_a_policy_file_collects_with_it_and_records_it(tmp_pat
     # with a critic warm-up the first SAC update follows fitted critics: the run differs from one without it
     plain = behaviour.train_sac(ENV, 70, 0, tmp_path / "p", init_actor=path, **KW)
     warmed = behaviour.train_sac(ENV, 70, 0, tmp_path / "w", init_actor=path, critic_warmup=40, **KW)
-    assert not torch.equal(plain.critic.state_dict()["net.net.0.weight"], warmed.critic.state_dict()["net.net.0.weight"])
+    key = "net.net.0.weight"
+    assert not torch.equal(plain.critic.state_dict()[key], warmed.critic.state_dict()[key])
     assert json.loads((tmp_path / "w" / "run.json").read_text())["critic_warmup"] == 40
 
 

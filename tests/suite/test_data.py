@@ -319,8 +319,8 @@ def test_builds_are_identical_across_cpu_kernel_classes(tmp_path):
 
     if not collection_numerics():
         pytest.skip("not x86-64: no pinned numerics class")
-    code = ("import hashlib; from suite.data.build import collect; "
-            "eps = collect('Hopper-v5', __import__('pathlib').Path('suite/data/policies/Hopper-v5/v1/medium.safetensors'), "
+    code = ("import hashlib, pathlib; from suite.data.build import collect; "
+            "eps = collect('Hopper-v5', pathlib.Path('suite/data/policies/Hopper-v5/v1/medium.safetensors'), "
             "400, seed=0, policy_name='v1/medium', n_envs=4, workers=1); "
             "h = hashlib.sha256(); [h.update(e[k].tobytes()) for e in eps for k in ('observations', 'actions')]; "
             "print(h.hexdigest())")
