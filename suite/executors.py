@@ -18,10 +18,10 @@ import dataclasses
 import os
 import signal
 import sys
-import threading
 import time
 from collections.abc import Callable, Sequence
 
+from .parent import when_parent_gone
 from .results import RunRecord
 from .runner import RunOptions, run_seeds
 
@@ -36,10 +36,8 @@ class Job:
 _worker = {"busy": False, "orphaned": False}  # this process's state as a pool worker
 
 
-def _watch_parent(parent: int, period: float) -> None:
-    """A pool worker's daemon thread: once `parent` is gone, stop the current run and exit."""
-    while os.getppid() == parent:
-        time.sleep(period)
+def _stop_and_exit() -> None:
+    """A pool worker whose reproduction is gone: stop the current run (checkpointed) and exit."""
     _worker["orphaned"] = True
     if _worker["busy"]:
         os.kill(os.getpid(), signal.SIGTERM)  # the runner checkpoints between updates and returns
@@ -49,7 +47,7 @@ def _watch_parent(parent: int, period: float) -> None:
 
 
 def _worker_init(parent: int, period: float = 1.0) -> None:
-    threading.Thread(target=_watch_parent, args=(parent, period), daemon=True, name="watch-parent").start()
+    when_parent_gone(parent, _stop_and_exit, period)
 
 
 def _run_job(job: Job, threads: int = 1) -> list[RunRecord]:

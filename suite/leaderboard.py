@@ -50,9 +50,14 @@ def latest_per_seed(records: list[RunRecord]) -> dict[tuple[str, str, str], dict
     return groups
 
 
+def data_label(data: str) -> str:
+    """How tables, the site and plots mark a cell's data variant ("" where its task has one dataset)."""
+    return f" [data {data}…]" if data else ""
+
+
 def task_label(row: dict) -> str:
     """A row's task as tables show it: the id, and its data variant where the task has several."""
-    return row["task"] + (f" [data {row['data']}…]" if row.get("data") else "")
+    return row["task"] + data_label(row.get("data", ""))
 
 
 def headline(rec: RunRecord, metric: str = "final_score") -> float | None:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .leaderboard import aggregate_rows, latest_per_seed, table_rows, trusted
+from .leaderboard import aggregate_rows, data_label, latest_per_seed, table_rows, trusted
 from .results import iter_records
 from .stats import bootstrap_ci
 
@@ -46,7 +46,7 @@ def learning_curves(records, out: str | Path) -> list[Path]:
         runs = [r for r in seeds.values() if r.status == "ok" and trusted(r) and r.curve
                 and r.curve[0].normalized_score is not None]
         if runs:
-            by_task.setdefault(task, {})[method + (f" [data {data}…]" if data else "")] = runs
+            by_task.setdefault(task, {})[method + data_label(data)] = runs
     made = []
     for task, methods in sorted(by_task.items()):
         fig, ax = plt.subplots(figsize=(6, 4))

@@ -85,9 +85,7 @@ def select_levels(
         if not low_snaps:
             raise FileNotFoundError(f"no snapshots under {low_run / SNAPSHOT_DIR}")
         step_of.update({p: int(read_behaviour_metadata(p)["env_steps"]) for p in low_snaps})
-    last_step = max(step_of.values())
-    ckpt = run / CHECKPOINT_NAME
-    steps_reached = max(last_step, int(load_checkpoint(ckpt)["step"])) if has_checkpoint(ckpt) else last_step
+    steps_reached = _steps_reached(run, [step_of[p] for p in snaps])
 
     def log(msg: str) -> None:
         if progress:
@@ -134,13 +132,8 @@ def select_levels(
     if planned is not None and steps_reached < planned:
         budget_note += f"; training was planned for {planned} steps and stopped at {steps_reached}"
     training = training_summary(info, steps_reached)
-    low_training = training
-    if medium_run is not None:
-        low_ckpt = low_run / CHECKPOINT_NAME
-        low_reached = max(step_of[p] for p in low_snaps)
-        if has_checkpoint(low_ckpt):
-            low_reached = max(low_reached, int(load_checkpoint(low_ckpt)["step"]))
-        low_training = training_summary(low_info, low_reached)
+    low_training = training if medium_run is None else training_summary(
+        low_info, _steps_reached(low_run, [step_of[p] for p in low_snaps]))
 
     def ship(src: Path, dst: Path, level: str, stochastic: dict[str, Any], extra: dict[str, Any]):
         return ship_policy(src, dst, env_id=env_id, level=level, env_steps=step_of[src],
@@ -207,3 +200,10 @@ def select_levels(
         f"random {rand['mean']:.1f}, {len(replay)} replay snapshots"
     )
     return out
+
+
+def _steps_reached(run: Path, snapshot_steps: list[int]) -> int:
+    """How far a training run got: its last snapshot, or its checkpoint's step where that is later."""
+    ckpt = run / CHECKPOINT_NAME
+    last = max(snapshot_steps)
+    return max(last, int(load_checkpoint(ckpt)["step"])) if has_checkpoint(ckpt) else last

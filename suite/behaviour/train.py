@@ -22,7 +22,14 @@ import gymnasium as gym
 import numpy as np
 import torch
 
-from agents.sac import SAC, SACConfig, config_dict, save_behaviour_policy
+from agents.sac import (
+    SAC,
+    SACConfig,
+    config_dict,
+    load_behaviour_policy,
+    read_behaviour_metadata,
+    save_behaviour_policy,
+)
 
 from ..checkpoint import has_checkpoint, load_checkpoint, save_checkpoint
 from ..data.buffer import ReplayBuffer
@@ -310,8 +317,6 @@ def train_sac(
 def _load_init_actor(agent: SAC, path: str | Path, env_id: str) -> dict[str, Any]:
     """Load a behaviour-policy file into the agent's actor (same sizes and environment, else one clear error);
     what run.json records of it."""
-    from agents.sac import load_behaviour_policy, read_behaviour_metadata
-
     from ..data.store import sha256_file
 
     path = Path(path)

@@ -212,15 +212,9 @@ def _exit_with_parent(parent: int, period: float = 1.0) -> None:
     started it is gone (a SIGKILLed `suite data build` or reproduction worker, a stopped session), instead of
     rolling out the rest of its slots for nobody. Nothing is lost: an unfinished build writes nothing and the
     same command starts it again."""
-    import threading
-    import time
+    from ..parent import when_parent_gone
 
-    def watch() -> None:
-        while os.getppid() == parent:
-            time.sleep(period)
-        os._exit(0)
-
-    threading.Thread(target=watch, daemon=True, name="watch-build").start()
+    when_parent_gone(parent, lambda: os._exit(0), period, name="watch-build")
 
 
 def collect(
@@ -246,7 +240,7 @@ def collect(
     workers = max(1, workers)
     groups = [g for g in (slots[w::workers] for w in range(workers)) if g]
     jobs = [(env_id, file, g, [budgets[j] for j in g], seed, policy_name) for g in groups]
-    with _environment(collection_numerics()), ProcessPoolExecutor(
+    with store.environment(collection_numerics()), ProcessPoolExecutor(
         len(jobs), mp_context=mp.get_context("spawn"), initializer=_exit_with_parent, initargs=(os.getpid(),)
     ) as pool:
         results = list(pool.map(_worker, jobs))
@@ -259,37 +253,17 @@ def collect(
     return [ep for eps in per_slot for ep in eps]
 
 
-class _environment:
-    """Set environment variables for the `with` block (the processes it starts inherit them), then restore."""
-
-    def __init__(self, values: dict[str, str]):
-        self.values, self.saved = values, {}
-
-    def __enter__(self):
-        self.saved = {k: os.environ.get(k) for k in self.values}
-        os.environ.update(self.values)
-
-    def __exit__(self, *exc):
-        for k, v in self.saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
-
-
-def _check_canonical(dataset_id: str, episodes: list[dict], numerics) -> None:
-    """Compare a build with its committed canonical checksum (`store.canonical_checksum`) and say so in one line
-    when they differ: the dataset is still written (its checksum goes into every record made on it, and tables
-    keep such runs apart as their own [data …] cells), but it is not the suite's dataset of that id."""
+def _check_canonical(dataset_id: str, got: str, pinned: bool) -> None:
+    """Compare a build's checksum `got` with its committed canonical checksum (`store.canonical_checksum`) and
+    say so in one line when they differ: the dataset is still written (its checksum goes into every record made
+    on it, and tables keep such runs apart as their own [data …] cells), but it is not the suite's dataset of that
+    id."""
     import sys
 
     want = store.canonical_checksum(dataset_id)
-    if want is None:
-        return
-    got = store.checksum_episodes(episodes)
-    if got != want:
-        why = ("the pinned numerics did not give the canonical arrays on this CPU: please report it" if numerics
-               != "native (not pinned: this CPU's own kernels)" else "this build is not pinned")
+    if want is not None and got != want:
+        why = ("the pinned numerics did not give the canonical arrays on this CPU: please report it" if pinned
+               else "this build is not pinned")
         print(f"warning: {dataset_id} built with checksum {got[:12]}…, the canonical one is {want[:12]}… ({why}); "
               "runs on it are tabulated apart from runs on the canonical data", file=sys.stderr, flush=True)
 
@@ -371,7 +345,6 @@ def _build_locked(spec, steps, n_envs, workers, references, overwrite, progress)
         "builder": "suite.data.build",
         "numerics": collection_numerics() or "native (not pinned: this CPU's own kernels)",
     }
-    _check_canonical(spec.dataset_id, episodes, recipe["numerics"])
     with store.staged(spec.dataset_id):  # the old dataset stays until the new one is complete
         store.write_dataset(
         spec.dataset_id,
@@ -383,4 +356,6 @@ def _build_locked(spec, steps, n_envs, workers, references, overwrite, progress)
         description=__doc__.split("\n\n")[1].replace("\n", " "),
         metadata={"suite_recipe": recipe},
     )
-    return store.load(spec.dataset_id)
+    ds = store.load(spec.dataset_id)
+    _check_canonical(spec.dataset_id, store.metadata(ds)["suite_checksum"], isinstance(recipe["numerics"], dict))
+    return ds

@@ -98,6 +98,21 @@ def _alive(pid: int) -> bool:
 
 
 @contextlib.contextmanager
+def environment(values: dict[str, str]):
+    """Set environment variables for the `with` block (processes started in it inherit them), then restore."""
+    saved = {k: os.environ.get(k) for k in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+@contextlib.contextmanager
 def staged(dataset_id: str):
     """Write a dataset into ``<root>/.staging-<pid>-<rand>/`` (Minari is pointed there), then swap it into
     place with renames: the old dataset stays until the new one is complete, and a build killed at any
@@ -109,18 +124,12 @@ def staged(dataset_id: str):
     root = datasets_root()
     root.mkdir(parents=True, exist_ok=True)
     stage = Path(tempfile.mkdtemp(prefix=f".staging-{os.getpid()}-", dir=root))
-    previous = os.environ.get("MINARI_DATASETS_PATH")
-    os.environ["MINARI_DATASETS_PATH"] = str(stage)
     try:
-        yield
+        with environment({"MINARI_DATASETS_PATH": str(stage)}):
+            yield
     except BaseException:
         shutil.rmtree(stage, ignore_errors=True)
         raise
-    finally:
-        if previous is None:
-            os.environ.pop("MINARI_DATASETS_PATH", None)
-        else:
-            os.environ["MINARI_DATASETS_PATH"] = previous
     final = dataset_path(dataset_id)
     final.parent.mkdir(parents=True, exist_ok=True)
     trash = Path(tempfile.mkdtemp(prefix=f".trash-{os.getpid()}-", dir=root))
@@ -238,14 +247,3 @@ def canonical_checksum(dataset_id: str) -> str | None:
         return None
     entry = entries.get(dataset_id)
     return entry["checksum"] if entry else None
-
-
-def local_checksum(dataset_id: str) -> str | None:
-    """The checksum recorded in the metadata of this machine's build of `dataset_id` (None: not built)."""
-    import json
-
-    meta = dataset_path(dataset_id) / "data" / "metadata.json"
-    try:
-        return json.loads(meta.read_text()).get("suite_checksum")
-    except (FileNotFoundError, ValueError):
-        return None
