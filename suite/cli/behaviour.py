@@ -101,7 +101,7 @@ def train(
 @behaviour_app.command("select")
 def select(
     env: Annotated[str, typer.Argument(help="Gymnasium environment id the run trained")],
-    run: Annotated[str, typer.Option(help="the training run's directory")],
+    run: Annotated[str | None, typer.Option(help="the training run's directory")] = None,
     dest: Annotated[str | None, typer.Option(help="where to ship the policies (default: suite/data/policies)")] = None,
     screen_episodes: Annotated[int, typer.Option("--screen-episodes", help="episodes per snapshot screen")] = 5,
     final_episodes: Annotated[int, typer.Option("--final-episodes", help="episodes for expert/medium")] = 100,
@@ -114,10 +114,15 @@ def select(
     medium_run: Annotated[str | None, typer.Option("--medium-run", help="take medium and medium-replay from this "
                           "run's snapshots (a short run with fine spacing; for an expert continued with "
                           "--init-actor)")] = None,
+    keep_expert: Annotated[bool, typer.Option("--keep-expert", help="keep the expert (and reference.json) "
+                           "shipped under --dest/<env>, re-select only medium and medium-replay from "
+                           "--medium-run (for an expert whose training run is gone)")] = False,
 ):
     """Pick expert/medium/medium-replay policies from a run's snapshots and ship them with manifests."""
     from ..behaviour import POLICY_ROOT, select_levels
 
+    if keep_expert == (run is not None) or (keep_expert and medium_run is None):
+        raise SuiteError("give --run (select every level), or --keep-expert with --medium-run")
     _threads(threads)
     result = select_levels(
         run,
@@ -130,6 +135,7 @@ def select(
         n_candidates=candidates,
         max_replay=max_replay,
         medium_run=medium_run,
+        keep_expert=keep_expert,
     )
     summary = {k: v["evaluation"] for k, v in result.items() if k in ("expert", "medium")}
     typer.echo(json.dumps(summary, indent=2))

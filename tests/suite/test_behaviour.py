@@ -323,3 +323,35 @@ def test_select_takes_medium_and_replay_from_another_run(tmp_path):
     assert index["env_steps"][-1] == medium["env_steps"] and index["env_steps"][0] == 20
     for name in index["files"]:
         assert json.loads((root / "replay" / name).with_suffix(".json").read_text())["training"]["seed"] == 0
+
+
+def test_select_keep_expert_reselects_only_the_lower_levels(tmp_path, capsys):
+    """--keep-expert: an expert whose training run is gone keeps its files and reference.json byte for byte,
+    and medium / medium-replay come from a new run, aimed at 1/3 of the kept expert's manifest return."""
+    first, second = tmp_path / "first", tmp_path / "second"
+    behaviour.train_sac(ENV, 120, 0, first, **{**KW, "snapshot_every": 30})
+    behaviour.train_sac(ENV, 100, 3, second, **{**KW, "snapshot_every": 20})
+    pols = tmp_path / "policies"
+    kw = dict(dest_root=pols, screen_episodes=1, final_episodes=2, replay_episodes=1, deterministic_episodes=1,
+              max_replay=3, progress=False)
+    behaviour.select_levels(first, ENV, **kw)
+    root = pols / ENV
+    kept = {n: (root / n).read_bytes() for n in ("expert.safetensors", "expert.json", "reference.json")}
+    expert_return = json.loads(kept["expert.json"])["evaluation"]["return_mean"]
+    (root / "replay" / "stale.safetensors").write_bytes(b"x")  # the old replay folder is replaced, not merged
+    behaviour.select_levels(None, ENV, medium_run=second, keep_expert=True, **kw)
+    assert {n: (root / n).read_bytes() for n in kept} == kept
+    medium = json.loads((root / "medium.json").read_text())
+    assert medium["training"]["seed"] == 3 and medium["env_steps"] in (20, 40, 60, 80, 100)
+    assert medium["target_return"] == pytest.approx(expert_return / 3, abs=1e-3)
+    assert "expert kept" in medium["note"] and str(second) in medium["note"]
+    index = json.loads((root / "replay" / "index.json").read_text())
+    assert index["env_steps"][-1] == medium["env_steps"] and index["env_steps"][0] == 20
+    assert sorted(p.name for p in (root / "replay").glob("*.safetensors")) == index["files"]
+
+    with pytest.raises(ValueError, match="--final-episodes 2"):  # medium's target measured another way
+        behaviour.select_levels(None, ENV, medium_run=second, keep_expert=True, **{**kw, "final_episodes": 3})
+    with pytest.raises(FileNotFoundError, match="no shipped expert"):
+        behaviour.select_levels(None, ENV, medium_run=second, keep_expert=True, **{**kw, "dest_root": tmp_path})
+    assert main(["behaviour", "select", ENV, "--keep-expert", "--dest", str(pols)]) != 0
+    assert "--keep-expert with --medium-run" in capsys.readouterr().err
