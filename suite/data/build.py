@@ -20,7 +20,9 @@ Intel and AMD processors. The dataset's recipe records it. On a CPU that is not 
 runs natively and the recipe says so; `SUITE_BUILD_NUMERICS=native` does the same anywhere.
 
 - `medium-expert` runs `medium` then `expert` with `steps` each and concatenates them (2x steps, as D4RL's
-  2M-transition medium-expert): its arrays equal the medium dataset's followed by the expert dataset's.
+  2M-transition medium-expert): its arrays equal the medium dataset's followed by the expert dataset's, so
+  where the same store holds those two (built by the same recipe, checksums intact) they are read, not
+  rolled out again (`_reusable`; the recipe names them under `read_from`).
 - `medium-replay` (`replay`) rolls out the sequence of SAC snapshots from the start of training up to the
   medium policy, `steps / len(snapshots)` transitions each, in training order. D4RL stored the replay buffer
   itself (every transition the learner saw, with its exploration noise); ours re-collects from the saved
@@ -33,6 +35,7 @@ Episodes cut by the step budget at the end are kept and marked truncated.
 from __future__ import annotations
 
 import os
+import sys
 import zlib
 from collections.abc import Callable
 from pathlib import Path
@@ -258,7 +261,6 @@ def _check_canonical(dataset_id: str, got: str, pinned: bool) -> None:
     say so in one line when they differ: the dataset is still written (its checksum goes into every record made
     on it, and tables keep such runs apart as their own [data …] cells), but it is not the suite's dataset of that
     id."""
-    import sys
 
     want = store.canonical_checksum(dataset_id)
     if want is not None and got != want:
@@ -278,6 +280,43 @@ def _package_versions() -> dict[str, str]:
         except Exception:
             out[pkg] = "unknown"
     return out
+
+
+def _reusable(spec: DatasetSpec, name: str, file: Path | None, n: int, n_envs: int) -> tuple[str, list[dict]] | None:
+    """The episodes that rolling out policy `name` for `n` steps would give, read from a local single-policy
+    dataset of the same environment built by the same recipe (policy file and its sha256, steps, seed, env
+    slots, collection numerics and package versions), after checking them against that dataset's stored
+    checksum; None where there is none. The rollout is a function of exactly those, so the arrays are the
+    same: this is how `medium-expert` (medium's episodes, then expert's) is built from the `medium` and
+    `expert` datasets of the same store without rolling out 2M transitions again."""
+    want = {"name": name, "file": str(file.relative_to(POLICY_DIR)) if file else None,
+            "sha256": store.sha256_file(file) if file else None, "steps": n}
+    numerics = collection_numerics() or "native (not pinned: this CPU's own kernels)"
+    prefix = spec.dataset_id.rsplit("/", 1)[0] + "/"
+    for other in store.local_dataset_ids():
+        if not other.startswith(prefix) or other == spec.dataset_id:
+            continue
+        try:
+            ds = store.load(other)
+            meta = store.metadata(ds)
+        except Exception:  # a damaged neighbour is not this build's business: roll out instead
+            continue
+        recipe = meta.get("suite_recipe") or {}
+        pols = recipe.get("policies") or []
+        if (len(pols) != 1 or {k: pols[0].get(k) for k in want} != want or recipe.get("seed") != spec.seed
+                or recipe.get("n_envs") != n_envs or recipe.get("env_id") != spec.env_id
+                or recipe.get("numerics") != numerics or recipe.get("versions") != _package_versions()):
+            continue
+        seeds = [m.get("seed") for m in ds.storage.get_episode_metadata(range(ds.total_episodes))]
+        eps = [{"observations": e.observations, "actions": e.actions, "rewards": e.rewards,
+                "terminations": e.terminations, "truncations": e.truncations,
+                "seed": None if s is None else int(s)} for e, s in zip(ds.iterate_episodes(), seeds, strict=True)]
+        if store.checksum_episodes(eps) != meta.get("suite_checksum"):
+            print(f"warning: {other} does not match its stored checksum; {spec.dataset_id} rolls out {name} "
+                  f"instead of reading it (`python -m suite data verify` names the damage)", file=sys.stderr)
+            continue
+        return other, eps
+    return None
 
 
 def build(
@@ -318,8 +357,15 @@ def _build_locked(spec, steps, n_envs, workers, references, overwrite, progress)
     episodes: list[dict] = []
     total = sum(n for _, _, n in plan)
     bar = tqdm(total=total, desc=f"build {spec.dataset_id}", unit="step", disable=not progress, smoothing=0.1)
+    reused: dict[str, str] = {}  # policy name -> the local dataset its episodes were read from
     try:
         for name, file, n in plan:
+            found = _reusable(spec, name, file, n, n_envs)
+            if found is not None:
+                reused[name], eps = found
+                episodes += eps
+                bar.update(n)
+                continue
             w = workers if workers is not None else (1 if n < 50_000 else min(2, os.cpu_count() or 1))
             episodes += collect(
                 spec.env_id, file, n, seed=spec.seed, policy_name=name, n_envs=n_envs, workers=w, progress=bar.update
@@ -334,6 +380,7 @@ def _build_locked(spec, steps, n_envs, workers, references, overwrite, progress)
                 "file": str(file.relative_to(POLICY_DIR)) if file else None,
                 "sha256": store.sha256_file(file) if file else None,
                 "steps": n,
+                **({"read_from": reused[name]} if name in reused else {}),
             }
             for name, file, n in plan
         ],

@@ -361,3 +361,40 @@ def test_a_build_that_is_not_the_canonical_one_says_so(tmp_path, monkeypatch, ca
     assert "canonical" not in capsys.readouterr().err
     assert main(["data", "verify", "hopper-random-v0"]) == 0
     assert "ok, the canonical build" in capsys.readouterr().out
+
+
+def test_medium_expert_reads_medium_and_expert_from_the_store_with_the_same_arrays(tmp_path, monkeypatch, capsys):
+    """A store that holds medium and expert (same recipe) builds medium-expert from them: the same checksum as
+    a rollout into an empty store, the recipe names the datasets it read; a medium whose arrays no longer match
+    its checksum is not read (one warning line) and medium is rolled out again."""
+    import h5py
+
+    from suite.data.build import build
+
+    me = get_task("hopper-medium-expert-v1").dataset
+    monkeypatch.setenv("MINARI_DATASETS_PATH", str(tmp_path / "empty"))
+    rolled = store.metadata(build(me, steps=600, n_envs=2, progress=False))
+    assert all("read_from" not in p for p in rolled["suite_recipe"]["policies"])
+
+    monkeypatch.setenv("MINARI_DATASETS_PATH", str(tmp_path / "full"))
+    for level in ("medium", "expert"):
+        build(get_task(f"hopper-{level}-v1").dataset, steps=600, n_envs=2, progress=False)
+    build(get_task("hopper-medium-v1").dataset, steps=600, n_envs=2, progress=False)
+    read = store.metadata(build(me, steps=600, n_envs=2, progress=False))
+    assert read["suite_checksum"] == rolled["suite_checksum"]
+    assert [p.get("read_from") for p in read["suite_recipe"]["policies"]] == ["suite/hopper/medium-v1",
+                                                                              "suite/hopper/expert-v1"]
+    seeds = lambda ds: [m["seed"] for m in ds.storage.get_episode_metadata(range(ds.total_episodes))]  # noqa: E731
+    assert seeds(store.load(me.dataset_id)) == seeds(store.load("suite/hopper/medium-v1")) + seeds(
+        store.load("suite/hopper/expert-v1"))
+    other_steps = store.metadata(build(me, steps=700, n_envs=2, progress=False))["suite_recipe"]["policies"]
+    assert all("read_from" not in p for p in other_steps)  # the store has 600-step ones only: rolled out
+
+    path = next((store.dataset_path("suite/hopper/medium-v1") / "data").glob("*.hdf5"))
+    with h5py.File(path, "r+") as f:
+        f["episode_0"]["rewards"][0] += 1.0
+    capsys.readouterr()
+    again = store.metadata(build(me, steps=600, n_envs=2, progress=False))
+    assert again["suite_checksum"] == rolled["suite_checksum"]
+    assert [p.get("read_from") for p in again["suite_recipe"]["policies"]] == [None, "suite/hopper/expert-v1"]
+    assert "suite/hopper/medium-v1 does not match its stored checksum" in capsys.readouterr().err
