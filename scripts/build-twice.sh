@@ -4,6 +4,8 @@
 # Restartable: a finished (dataset, copy) is skipped (runs/databuild/<id>.<copy>.done); one line per dataset is
 # appended to runs/databuild/checksums.txt ("same" or "DIFFERENT" and both checksums); a "same" checksum is recorded
 # in suite/data/canonical.json (the build every x86-64 machine must give; commit it). One thread per build.
+# medium-expert is read from the medium and expert datasets of the same store where they exist (suite/data/build.py
+# `_reusable`, same arrays as a rollout), so list medium and expert before it.
 set -u
 cd "$(dirname "$0")/.."
 env=$1; shift
@@ -25,7 +27,8 @@ for level in "$@"; do
   verdict=$([ "${sums[0]}" = "${sums[1]}" ] && echo same || echo DIFFERENT)
   echo "$id $verdict ${sums[0]} ${sums[1]}" | tee -a "$out/checksums.txt"
   if [ "$verdict" = same ]; then  # record it as the canonical build (suite/data/canonical.json; commit it)
-    python - "suite/$env/$level-v1" "${sums[0]}" <<'PY'
+    # under a lock: two of these scripts may run side by side (one environment each)
+    flock "$out/canonical.lock" python - "suite/$env/$level-v1" "${sums[0]}" <<'PY'
 import json, platform, sys
 from importlib.metadata import version
 path = "suite/data/canonical.json"
