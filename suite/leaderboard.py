@@ -131,11 +131,29 @@ def dataset_group(task_id: str) -> str:
     return f"suite v{version}" if sep and version.isdigit() else "suite"
 
 
+def canonical_prefix(task_id: str) -> str | None:
+    """The first 8 hex digits of the canonical checksum of a suite task's dataset (`suite/data/canonical.json`),
+    None where the task is unknown or its dataset has no canonical build."""
+    from .data.store import canonical_checksum
+    from .tasks import get_task
+
+    try:
+        dataset = get_task(task_id).dataset
+    except Exception:  # a record of a task this install does not register (a plug-in's): no canonical data
+        return None
+    canon = canonical_checksum(dataset.dataset_id) if dataset is not None else None
+    return canon[:8] if canon else None
+
+
 def aggregate_rows(rows: list[dict]) -> list[dict]:
     """Per (method, dataset group), the aggregate IQM over the RL tasks it has scores on (normalised scores
-    only); tasks of different groups (`dataset_group`: D4RL, suite v0, suite v1, ...) are never pooled."""
+    only); tasks of different groups (`dataset_group`: D4RL, suite v0, suite v1, ...) are never pooled. A task
+    whose records ran on several data variants counts once, with its canonical data; where none of its variants
+    is the canonical build it is left out (pooling two variants would count the task twice)."""
     by_method: dict[tuple[str, str], dict[str, list[float]]] = {}
     for r in rows:
+        if r.get("data") and r["data"] != canonical_prefix(r["task"]):
+            continue
         if r["metric"] in ("final_score", "best_score") and r["scores"]:
             by_method.setdefault((r["method"], dataset_group(r["task"])), {})[task_label(r)] = r["scores"]
     return [{"method": m, "group": g, **aggregate_iqm(t)}
@@ -251,7 +269,8 @@ def markdown_table(runs_dir: str | Path, metric: str = "final_score", published:
     if agg:
         lines += ["", "Aggregate over tasks (normalised scores): IQM of every (task, seed) run pooled, 95% CI by "
                   "a stratified bootstrap (runs resampled within each task; rliable's protocol); tasks of "
-                  "different dataset families or versions are never pooled.", "",
+                  "different dataset families or versions are never pooled, and a task run on several data "
+                  "variants counts once, with its canonical data (none canonical: left out).", "",
                   "| method | datasets | tasks | runs | IQM | 95% CI |", "|---|---|---|---|---|---|"]
         for a in agg:
             ci = f"[{a['ci_low']:.1f}, {a['ci_high']:.1f}]" if a["ci_low"] == a["ci_low"] else "—"

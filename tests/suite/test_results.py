@@ -74,13 +74,15 @@ def test_runs_on_different_data_of_one_task_are_separate_cells_never_compared():
         r.final_score = r.best_score = r.final_return = score
         return r
 
-    a, b = "34a07493" + "0" * 56, "17a8e7de" + "0" * 56
+    from suite.data.store import canonical_checksum
+
+    a, b = canonical_checksum("suite/hopper/medium-v1"), "17a8e7de" + "0" * 56  # a is the canonical build
     recs = [rec("bc", s, 30.0 + s, b) for s in range(3)] + [rec("td3bc", s, 50.0 + s, a) for s in range(3)]
     recs += [rec("td3bc", s, 10.0 + s, a, task="walker2d-medium-v1") for s in range(3)]
     recs += [rec("bc", s, 12.0 + s, a, task="walker2d-medium-v1") for s in range(3)]
     rows = table_rows(recs)
     labels = sorted(task_label(r) for r in rows)
-    assert labels == ["hopper-medium-v1 [data 17a8e7de…]", "hopper-medium-v1 [data 34a07493…]",
+    assert labels == ["hopper-medium-v1 [data 17a8e7de…]", f"hopper-medium-v1 [data {a[:8]}…]",
                       "walker2d-medium-v1", "walker2d-medium-v1"]  # one checksum for walker2d: no label
     verdicts = {(e["task"], e["other"]) for e in separations(rows, "td3bc")}
     assert verdicts == {("walker2d-medium-v1", "bc")}  # hopper's bc ran on other data: no comparison
@@ -88,7 +90,11 @@ def test_runs_on_different_data_of_one_task_are_separate_cells_never_compared():
     recs.append(rec("bc", 0, 70.0, a))
     rows = table_rows(recs)
     cells = {task_label(r): r["n"] for r in rows if r["method"] == "bc"}
-    assert cells == {"hopper-medium-v1 [data 17a8e7de…]": 3, "hopper-medium-v1 [data 34a07493…]": 1,
+    assert cells == {"hopper-medium-v1 [data 17a8e7de…]": 3, f"hopper-medium-v1 [data {a[:8]}…]": 1,
                      "walker2d-medium-v1": 3}
+    # the aggregate counts hopper once, with its canonical data (the 17a8e7de… runs are left out of it)
     (agg,) = [g for g in aggregate_rows(rows) if g["method"] == "bc"]
-    assert agg["n_tasks"] == 3 and agg["n_runs"] == 7
+    assert agg["n_tasks"] == 2 and agg["n_runs"] == 4
+    recs = [r for r in recs if not (r.method == "bc" and r.seed == 0 and r.final_score == 70.0)]
+    assert not [g for g in aggregate_rows(table_rows(recs)) if g["method"] == "bc"]  # no canonical variant:
+    # hopper is left out, and walker2d alone is not an aggregate
