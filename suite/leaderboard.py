@@ -131,28 +131,16 @@ def dataset_group(task_id: str) -> str:
     return f"suite v{version}" if sep and version.isdigit() else "suite"
 
 
-def canonical_prefix(task_id: str) -> str | None:
-    """The first 8 hex digits of the canonical checksum of a suite task's dataset (`suite/data/canonical.json`),
-    None where the task is unknown or its dataset has no canonical build."""
-    from .data.store import canonical_checksum
-    from .tasks import get_task
-
-    try:
-        dataset = get_task(task_id).dataset
-    except Exception:  # a record of a task this install does not register (a plug-in's): no canonical data
-        return None
-    canon = canonical_checksum(dataset.dataset_id) if dataset is not None else None
-    return canon[:8] if canon else None
-
-
 def aggregate_rows(rows: list[dict]) -> list[dict]:
     """Per (method, dataset group), the aggregate IQM over the RL tasks it has scores on (normalised scores
     only); tasks of different groups (`dataset_group`: D4RL, suite v0, suite v1, ...) are never pooled. A task
     whose records ran on several data variants counts once, with its canonical data; where none of its variants
     is the canonical build it is left out (pooling two variants would count the task twice)."""
+    from .data.store import task_canonical_checksum
+
     by_method: dict[tuple[str, str], dict[str, list[float]]] = {}
     for r in rows:
-        if r.get("data") and r["data"] != canonical_prefix(r["task"]):
+        if r.get("data") and r["data"] != (task_canonical_checksum(r["task"]) or "")[:8]:
             continue
         if r["metric"] in ("final_score", "best_score") and r["scores"]:
             by_method.setdefault((r["method"], dataset_group(r["task"])), {})[task_label(r)] = r["scores"]

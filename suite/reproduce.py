@@ -149,9 +149,10 @@ def _finished_records(out: str | Path, method: str, task: str, seed: int, steps:
     ``record.json`` under a runs directory, or (``flat``) committed ``seed<S>-*.json`` files. Where the task's
     dataset has a canonical checksum (`suite.data.store.canonical_checksum`), only runs on that data count: a
     run on another build of the dataset (unpinned, another CPU) is not this cell's run and is made again."""
+    from .data.store import task_canonical_checksum
     from .results import load_record
 
-    want = _canonical(task)
+    want = task_canonical_checksum(task)
 
     root = Path(out) / method / task
     for path in sorted(root.glob(f"seed{seed}-*.json" if flat else f"seed{seed}-*/record.json")):
@@ -162,17 +163,6 @@ def _finished_records(out: str | Path, method: str, task: str, seed: int, steps:
         if rec.status == "ok" and rec.steps == steps and (
                 want is None or rec.provenance.get("dataset_checksum") == want):
             yield path
-
-
-def _canonical(task: str) -> str | None:
-    from . import tasks
-    from .data.store import canonical_checksum
-
-    try:
-        spec = tasks.get_task(task).dataset
-    except Exception:  # an unregistered task: nothing to compare
-        return None
-    return canonical_checksum(spec.dataset_id) if spec is not None and spec.source == "recipe" else None
 
 
 def finished(out: str | Path, method: str, task: str, seed: int, steps: int,

@@ -247,3 +247,15 @@ def canonical_checksum(dataset_id: str) -> str | None:
         return None
     entry = entries.get(dataset_id)
     return entry["checksum"] if entry else None
+
+
+def task_canonical_checksum(task_id: str) -> str | None:
+    """`canonical_checksum` of the dataset a task trains on: None for a task this install does not register
+    (a plug-in's record), a task without a suite-built dataset, or a dataset with no canonical build yet."""
+    from ..tasks import get_task
+
+    try:
+        spec = get_task(task_id).dataset
+    except Exception:  # an unregistered task: nothing to compare
+        return None
+    return canonical_checksum(spec.dataset_id) if spec is not None and spec.source == "recipe" else None
