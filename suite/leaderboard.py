@@ -39,14 +39,19 @@ def data_variants(records: list[RunRecord]) -> dict[str, set[str]]:
 
 
 def latest_per_seed(records: list[RunRecord]) -> dict[tuple[str, str, str], dict[int, RunRecord]]:
-    """Per cell (method, task, data), the latest record of each seed. `data` is "" where every record of the
-    task used one dataset, else the first 8 hex digits of the dataset checksum: runs on different data are
-    separate cells, never pooled or compared."""
+    """Per cell (method, task, data), the latest record of each seed. `data` is "" where the task's records
+    all used one dataset and that dataset is the task's canonical build (or the task has none), else the first
+    8 hex digits of the dataset checksum: runs on different data are separate cells, never pooled or compared,
+    and a cell whose only data is not the canonical build says so too (it is not the task everyone else runs)."""
+    from .data.store import task_canonical_checksum
+
     variants = data_variants(records)
+    canonical = {task: task_canonical_checksum(task) for task in variants}
     groups: dict[tuple[str, str, str], dict[int, RunRecord]] = defaultdict(dict)
     for rec in sorted(records, key=lambda r: r.run_id):
-        data = dataset_checksum(rec)[:8] if len(variants[rec.task]) > 1 else ""
-        groups[(rec.method, rec.task, data)][rec.seed] = rec
+        checksum, want = dataset_checksum(rec), canonical[rec.task]
+        labelled = len(variants[rec.task]) > 1 or (want is not None and checksum != want)
+        groups[(rec.method, rec.task, checksum[:8] if labelled else "")][rec.seed] = rec
     return groups
 
 
@@ -250,15 +255,16 @@ def markdown_table(runs_dir: str | Path, metric: str = "final_score", published:
             f"{r['excluded']} | {', '.join(map(str, r['steps'])) or '—'} |"
         )
     if any(r["data"] for r in rows):
-        lines += ["", "[data …]: this task's records were trained on datasets with different checksums (a suite "
-                  "dataset is rebuilt on each machine; its build is identical on one machine class, not across "
-                  "CPUs), shown as separate cells and never pooled or compared."]
+        lines += ["", "[data …]: this task's records were trained on datasets with different checksums, or on one "
+                  "that is not the task's canonical build (suite/data/canonical.json; a suite dataset is rebuilt on "
+                  "each machine, and unpinned builds differed across CPUs), shown as separate cells and never pooled "
+                  "or compared."]
     agg = aggregate_rows(rows)
     if agg:
         lines += ["", "Aggregate over tasks (normalised scores): IQM of every (task, seed) run pooled, 95% CI by "
                   "a stratified bootstrap (runs resampled within each task; rliable's protocol); tasks of "
                   "different dataset families or versions are never pooled, and a task run on several data "
-                  "variants counts once, with its canonical data (none canonical: left out).", "",
+                  "variants counts once, with its canonical data (runs on other data only: left out).", "",
                   "| method | datasets | tasks | runs | IQM | 95% CI |", "|---|---|---|---|---|---|"]
         for a in agg:
             ci = f"[{a['ci_low']:.1f}, {a['ci_high']:.1f}]" if a["ci_low"] == a["ci_low"] else "—"

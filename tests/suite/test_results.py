@@ -77,9 +77,10 @@ def test_runs_on_different_data_of_one_task_are_separate_cells_never_compared():
     from suite.data.store import canonical_checksum
 
     a, b = canonical_checksum("suite/hopper/medium-v1"), "17a8e7de" + "0" * 56  # a is the canonical build
+    w = canonical_checksum("suite/walker2d/medium-v1")
     recs = [rec("bc", s, 30.0 + s, b) for s in range(3)] + [rec("td3bc", s, 50.0 + s, a) for s in range(3)]
-    recs += [rec("td3bc", s, 10.0 + s, a, task="walker2d-medium-v1") for s in range(3)]
-    recs += [rec("bc", s, 12.0 + s, a, task="walker2d-medium-v1") for s in range(3)]
+    recs += [rec("td3bc", s, 10.0 + s, w, task="walker2d-medium-v1") for s in range(3)]
+    recs += [rec("bc", s, 12.0 + s, w, task="walker2d-medium-v1") for s in range(3)]
     rows = table_rows(recs)
     labels = sorted(task_label(r) for r in rows)
     assert labels == ["hopper-medium-v1 [data 17a8e7de…]", f"hopper-medium-v1 [data {a[:8]}…]",
@@ -98,3 +99,28 @@ def test_runs_on_different_data_of_one_task_are_separate_cells_never_compared():
     recs = [r for r in recs if not (r.method == "bc" and r.seed == 0 and r.final_score == 70.0)]
     assert not [g for g in aggregate_rows(table_rows(recs)) if g["method"] == "bc"]  # no canonical variant:
     # hopper is left out, and walker2d alone is not an aggregate
+
+
+def test_a_cell_whose_only_data_is_not_the_canonical_build_is_labelled_and_left_out_of_the_aggregate():
+    """One data variant is not enough: records made on a non-canonical build (another CPU's unpinned build, an
+    older policy) are not the task everyone else runs, so their cell carries [data …] even when no other
+    variant was recorded, and the aggregate leaves it out."""
+    from suite.data.store import canonical_checksum
+    from suite.leaderboard import aggregate_rows, table_rows, task_label
+
+    def rec(seed, score, checksum, task):
+        r = _record(method="bc", task=task, seed=seed, status="ok", curve=[EvalPoint(100, [score], score, score)],
+                    provenance={"dataset_checksum": checksum})
+        r.final_score = r.best_score = r.final_return = score
+        return r
+
+    h, w = canonical_checksum("suite/hopper/medium-v1"), canonical_checksum("suite/walker2d/medium-v1")
+    old = "62abb582" + "0" * 56  # walker2d-medium-v1 built from the first (replaced) medium policy
+    recs = [rec(s, 30.0 + s, h, "hopper-medium-v1") for s in range(3)]
+    recs += [rec(s, 40.0 + s, w, "walker2d-medium-v1") for s in range(3)]
+    recs += [rec(s, 20.0 + s, old, "walker2d-medium-replay-v1") for s in range(3)]
+    rows = table_rows(recs)
+    assert sorted(task_label(r) for r in rows) == ["hopper-medium-v1", "walker2d-medium-replay-v1 [data 62abb582…]",
+                                                    "walker2d-medium-v1"]
+    (agg,) = aggregate_rows(rows)
+    assert agg["n_tasks"] == 2 and agg["n_runs"] == 6  # hopper and walker2d medium; the labelled cell is left out
