@@ -64,9 +64,21 @@ def _dataset_ids(dataset: str | None, prefix: str = "") -> list[str]:
     return [dataset]
 
 
+def _stale(dataset_id: str, ds) -> str | None:
+    """`build.stale_policies` for a local dataset whose id a registered recipe task names; None otherwise."""
+    from ..data import store
+    from ..data.build import stale_policies
+    from ..tasks import list_tasks
+
+    spec = next((t.dataset for t in list_tasks() if t.dataset is not None and t.dataset.source == "recipe"
+                 and t.dataset.dataset_id == dataset_id), None)
+    return stale_policies(spec, store.metadata(ds)) if spec is not None else None
+
+
 @data_app.command("verify")
 def data_verify(dataset: Annotated[str | None, typer.Argument(help="dataset id or task id (default: all)")] = None):
-    """Recompute dataset checksums and report any mismatch."""
+    """Recompute dataset checksums and report any mismatch, and any suite dataset built from other behaviour
+    policies than the shipped ones (STALE)."""
     from ..data import store
 
     bad = 0
@@ -76,6 +88,9 @@ def data_verify(dataset: Annotated[str | None, typer.Argument(help="dataset id o
         got = store.checksum(ds)
         if want is None:
             typer.echo(f"  {i}: no recorded checksum (not built by the suite); sha256 {got[:16]}…")
+        elif want == got and (stale := _stale(i, ds)):
+            bad += 1
+            typer.echo(f"  {i}: STALE, {stale.split(': ', 1)[1]}; rebuild it with `python -m suite data build {i}`")
         elif want == got:
             canon = store.canonical_checksum(i)
             note = "" if canon is None else (

@@ -64,8 +64,9 @@ def _repair_hint(spec: DatasetSpec, task_id: str | None) -> str:
 def load_transitions(spec: DatasetSpec, task_id: str | None = None):
     """(dataset, arrays, episode_ends) for a task's dataset spec (imitation subsets applied).
 
-    Integrity: the episodes are checked against the checksum recorded when the dataset was built
-    (``suite_checksum``) before anything is trained on them; a mismatch is a CorruptFileError naming the
+    Integrity: a recipe dataset must have been rolled out from the behaviour-policy files shipped now
+    (`build.stale_policies`), and the episodes are checked against the checksum recorded when the dataset was
+    built (``suite_checksum``) before anything is trained on them; a mismatch is a CorruptFileError naming the
     file and the command that repairs it. Reading a Minari dataset episode by episode is slow for D4RL-sized
     data, so the checked flat arrays are cached beside the dataset in an .npz named by a digest of the data
     files' bytes (any change to the data misses the cache) and holding a digest of its own arrays (a damaged
@@ -78,7 +79,14 @@ def load_transitions(spec: DatasetSpec, task_id: str | None = None):
     from ..errors import CorruptFileError
 
     ds = get_dataset(spec, task_id)
-    recorded = store.metadata(ds).get("suite_checksum")
+    meta = store.metadata(ds)
+    recorded = meta.get("suite_checksum")
+    if spec.source == "recipe":  # the policies it was rolled out from must be the ones shipped now
+        from .build import stale_policies
+
+        stale = stale_policies(spec, meta)
+        if stale:
+            raise CorruptFileError(f"{stale}; {_repair_hint(spec, task_id)}")
     key = _data_digest(spec.dataset_id)[:20]
     cache = store.dataset_path(spec.dataset_id) / "suite_cache" / f"transitions-{key}.npz"
     arrays = ends = None

@@ -73,6 +73,33 @@ def policy_files(env_id: str, name: str) -> list[Path]:
     return files
 
 
+def stale_policies(spec: DatasetSpec, meta: dict) -> str | None:
+    """Where a recipe dataset in the store was built from other behaviour-policy files than the ones shipped
+    now (a level re-selected after the build, e.g. walker2d's v1 medium on 2026-12-07), one line naming the
+    first difference; None where they agree, or where the dataset records no policy files (not a recipe build).
+    Such a dataset passes its own checksum, since its episodes are intact, but it is not the task's data."""
+    recipe = meta.get("suite_recipe") or {}
+    built = [(p.get("file"), p.get("sha256")) for p in recipe.get("policies") or []]
+    if not built:
+        return None
+    shipped: list[tuple[str | None, str | None]] = []
+    for name in spec.policies:
+        if name == "random":
+            shipped.append((None, None))
+        else:
+            shipped += [(str(f.relative_to(POLICY_DIR)), store.sha256_file(f)) for f in policy_files(spec.env_id, name)]
+    if built == shipped:
+        return None
+    for (bf, bs), (sf, ss) in zip(built, shipped, strict=False):
+        if (bf, bs) != (sf, ss):
+            what = (f"{bf} (sha256 {str(bs)[:8]}…, shipped now: {str(ss)[:8]}…)" if bf == sf
+                    else f"{bf or 'random'} where {sf or 'random'} is shipped now")
+            break
+    else:
+        what = f"{len(built)} policy files where {len(shipped)} are shipped now"
+    return f"dataset {spec.dataset_id!r} was built from other behaviour policies than the shipped ones: {what}"
+
+
 def _check_manifest_digest(f: Path) -> None:
     """A policy file must have the sha256 its manifest (``<file>.json``) records; else one error naming it."""
     import json

@@ -398,3 +398,38 @@ def test_medium_expert_reads_medium_and_expert_from_the_store_with_the_same_arra
     assert again["suite_checksum"] == rolled["suite_checksum"]
     assert [p.get("read_from") for p in again["suite_recipe"]["policies"]] == [None, "suite/hopper/expert-v1"]
     assert "suite/hopper/medium-v1 does not match its stored checksum" in capsys.readouterr().err
+
+
+def test_a_dataset_built_from_policies_that_were_replaced_since_is_refused(tmp_path, monkeypatch, capsys):
+    """A level re-selected after a build (a new medium file) leaves the old dataset intact, so its own checksum
+    passes; training must still refuse it, naming the policy file that changed and the rebuild command."""
+    import shutil
+
+    from suite.errors import CorruptFileError
+
+    pol = tmp_path / "policies"
+    shutil.copytree(B.POLICY_DIR / "Hopper-v5", pol / "Hopper-v5")
+    monkeypatch.setattr(B, "POLICY_DIR", pol)
+    monkeypatch.setenv("MINARI_DATASETS_PATH", str(tmp_path / "store"))
+    spec = get_task("hopper-medium-v1")
+    B.build(spec.dataset, steps=400, n_envs=2, progress=False)
+    _, arrays, _ = load_transitions(spec.dataset, spec.id)
+    assert len(arrays["rewards"]) == 400
+    assert B.stale_policies(spec.dataset, store.metadata(store.load(spec.dataset.dataset_id))) is None
+
+    v1 = pol / "Hopper-v5" / "v1"
+    snap = sorted((v1 / "replay").glob("*.safetensors"))[0]  # another snapshot, with its own (valid) manifest
+    shutil.copy(snap, v1 / "medium.safetensors")
+    shutil.copy(snap.with_suffix(".json"), v1 / "medium.json")
+    with pytest.raises(CorruptFileError, match=r"built from other behaviour policies than the shipped ones: "
+                                               r"Hopper-v5/v1/medium.safetensors \(sha256 .*rebuild it with"):
+        load_transitions(spec.dataset, spec.id)
+    from suite.cli import main
+
+    capsys.readouterr()
+    assert main(["data", "verify", spec.id]) == 1
+    assert "suite/hopper/medium-v1: STALE, Hopper-v5/v1/medium.safetensors" in capsys.readouterr().out
+    B.build(spec.dataset, steps=400, n_envs=2, progress=False)  # the rebuild is accepted
+    assert main(["data", "verify", spec.id]) == 0
+    _, again, _ = load_transitions(spec.dataset, spec.id)
+    assert not np.array_equal(again["observations"], arrays["observations"])
