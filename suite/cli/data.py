@@ -90,7 +90,7 @@ def data_verify(dataset: Annotated[str | None, typer.Argument(help="dataset id o
             typer.echo(f"  {i}: no recorded checksum (not built by the suite); sha256 {got[:16]}…")
         elif want == got and (stale := _stale(i, ds)):
             bad += 1
-            typer.echo(f"  {i}: STALE, {stale.split(': ', 1)[1]}; rebuild it with `python -m suite data build {i}`")
+            typer.echo(f"  {i}: STALE, {stale}; rebuild it with `python -m suite data build {i}`")
         elif want == got:
             canon = store.canonical_checksum(i)
             note = "" if canon is None else (

@@ -86,7 +86,8 @@ def load_transitions(spec: DatasetSpec, task_id: str | None = None):
 
         stale = stale_policies(spec, meta)
         if stale:
-            raise CorruptFileError(f"{stale}; {_repair_hint(spec, task_id)}")
+            raise CorruptFileError(f"dataset {spec.dataset_id!r} was built from other behaviour policies than the "
+                                   f"shipped ones: {stale}; {_repair_hint(spec, task_id)}")
     key = _data_digest(spec.dataset_id)[:20]
     cache = store.dataset_path(spec.dataset_id) / "suite_cache" / f"transitions-{key}.npz"
     arrays = ends = None

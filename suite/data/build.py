@@ -57,6 +57,11 @@ def episode_seed(seed: int, policy: str, slot: int, episode: int) -> int:
 
 def policy_files(env_id: str, name: str) -> list[Path]:
     """Safetensors files of a shipped behaviour policy ('replay' is the snapshot sequence, in order)."""
+    return [f for f, _ in _checked_policy_files(env_id, name)]
+
+
+def _checked_policy_files(env_id: str, name: str) -> list[tuple[Path, str]]:
+    """`policy_files` with each file's sha256, each checked against its manifest; every file is hashed once."""
     root = POLICY_DIR / env_id
     if name.rsplit("/", 1)[-1] == "replay":  # "replay" (v0) or "v1/replay": the snapshot sequence in a folder
         files = sorted((root / name).glob("*.safetensors"))
@@ -68,54 +73,65 @@ def policy_files(env_id: str, name: str) -> list[Path]:
             f"behaviour policy {env_id}/{name} is not shipped in {POLICY_DIR}; train it with "
             f"`python -m suite behaviour train {env_id}` and `select` (see README, 'Behaviour policies')"
         )
-    for f in files:
-        _check_manifest_digest(f)
-    return files
+    return [(f, _check_manifest_digest(f)) for f in files]
+
+
+def _shipped_policies(spec: DatasetSpec) -> list[tuple[str, list[tuple[str, Path | None, str | None]]]]:
+    """For each policy of `spec`'s recipe, in order: its name and its (label, file, sha256) rollout sources,
+    the ones shipped now. 'random' is one source without a file; a 'replay' policy is one source per
+    snapshot, labelled `name/<snapshot stem>`. The one place the build and the staleness check read the
+    shipped files from, so the two cannot disagree about what a recipe is made of."""
+    out = []
+    for name in spec.policies:
+        if name == "random":
+            out.append((name, [("random", None, None)]))
+            continue
+        replay = name.rsplit("/", 1)[-1] == "replay"
+        out.append((name, [(f"{name}/{f.stem}" if replay else name, f, sha)
+                           for f, sha in _checked_policy_files(spec.env_id, name)]))
+    return out
 
 
 def stale_policies(spec: DatasetSpec, meta: dict) -> str | None:
     """Where a recipe dataset in the store was built from other behaviour-policy files than the ones shipped
-    now (a level re-selected after the build, e.g. walker2d's v1 medium on 2026-12-07), one line naming the
-    first difference; None where they agree, or where the dataset records no policy files (not a recipe build).
+    now (a level re-selected after the build, e.g. walker2d's v1 medium on 2026-12-07), the first difference
+    (e.g. "Hopper-v5/v1/medium.safetensors (sha256 1a2b3c4d…, shipped now: 5e6f7a8b…)"); None where they agree,
+    or where the dataset records no policy files (not a recipe build). Callers word the sentence around it.
     Such a dataset passes its own checksum, since its episodes are intact, but it is not the task's data."""
     recipe = meta.get("suite_recipe") or {}
     built = [(p.get("file"), p.get("sha256")) for p in recipe.get("policies") or []]
     if not built:
         return None
-    shipped: list[tuple[str | None, str | None]] = []
-    for name in spec.policies:
-        if name == "random":
-            shipped.append((None, None))
-        else:
-            shipped += [(str(f.relative_to(POLICY_DIR)), store.sha256_file(f)) for f in policy_files(spec.env_id, name)]
+    shipped = [(str(f.relative_to(POLICY_DIR)) if f else None, sha)
+               for _, sources in _shipped_policies(spec) for _, f, sha in sources]
     if built == shipped:
         return None
     for (bf, bs), (sf, ss) in zip(built, shipped, strict=False):
         if (bf, bs) != (sf, ss):
-            what = (f"{bf} (sha256 {str(bs)[:8]}…, shipped now: {str(ss)[:8]}…)" if bf == sf
+            return (f"{bf} (sha256 {str(bs)[:8]}…, shipped now: {str(ss)[:8]}…)" if bf == sf
                     else f"{bf or 'random'} where {sf or 'random'} is shipped now")
-            break
-    else:
-        what = f"{len(built)} policy files where {len(shipped)} are shipped now"
-    return f"dataset {spec.dataset_id!r} was built from other behaviour policies than the shipped ones: {what}"
+    return f"{len(built)} policy files where {len(shipped)} are shipped now"
 
 
-def _check_manifest_digest(f: Path) -> None:
-    """A policy file must have the sha256 its manifest (``<file>.json``) records; else one error naming it."""
+def _check_manifest_digest(f: Path) -> str:
+    """A policy file must have the sha256 its manifest (``<file>.json``) records; else one error naming it.
+    Returns the file's sha256."""
     import json
 
     from ..errors import CorruptFileError
 
+    got = store.sha256_file(f)
     manifest = f.with_suffix(".json")
     if not manifest.exists():
-        return
+        return got
     try:
         want = json.loads(manifest.read_text()).get("sha256")
     except ValueError:
         raise CorruptFileError(f"{manifest}: not valid JSON; restore it with `git checkout -- {manifest}`") from None
-    if want and store.sha256_file(f) != want:
+    if want and got != want:
         raise CorruptFileError(f"{f} does not match the sha256 in {manifest.name}; restore it with "
                                f"`git checkout -- {f}` (or retrain and `select` it)")
+    return got
 
 
 class _Actor:
@@ -309,7 +325,9 @@ def _package_versions() -> dict[str, str]:
     return out
 
 
-def _reusable(spec: DatasetSpec, name: str, file: Path | None, n: int, n_envs: int) -> tuple[str, list[dict]] | None:
+def _reusable(
+    spec: DatasetSpec, name: str, file: Path | None, sha: str | None, n: int, n_envs: int
+) -> tuple[str, list[dict]] | None:
     """The episodes that rolling out policy `name` for `n` steps would give, read from a local single-policy
     dataset of the same environment built by the same recipe (policy file and its sha256, steps, seed, env
     slots, collection numerics and package versions), after checking them against that dataset's stored
@@ -317,7 +335,7 @@ def _reusable(spec: DatasetSpec, name: str, file: Path | None, n: int, n_envs: i
     same: this is how `medium-expert` (medium's episodes, then expert's) is built from the `medium` and
     `expert` datasets of the same store without rolling out 2M transitions again."""
     want = {"name": name, "file": str(file.relative_to(POLICY_DIR)) if file else None,
-            "sha256": store.sha256_file(file) if file else None, "steps": n}
+            "sha256": sha, "steps": n}
     numerics = collection_numerics() or "native (not pinned: this CPU's own kernels)"
     prefix = spec.dataset_id.rsplit("/", 1)[0] + "/"
     for other in store.local_dataset_ids():
@@ -371,23 +389,18 @@ def _build_locked(spec, steps, n_envs, workers, references, overwrite, progress)
     steps = steps or spec.default_steps
     if store.exists(spec.dataset_id) and not overwrite:
         return store.load(spec.dataset_id)
-    plan: list[tuple[str, Path | None, int]] = []  # (policy name, file, steps)
-    for name in spec.policies:
-        if name == "random":
-            plan.append(("random", None, steps))
-        else:
-            files = policy_files(spec.env_id, name)
-            per = [steps // len(files) + (1 if i < steps % len(files) else 0) for i in range(len(files))]
-            replay = name.rsplit("/", 1)[-1] == "replay"
-            plan += [(f"{name}/{f.stem}" if replay else name, f, n) for f, n in zip(files, per, strict=True)]
+    plan: list[tuple[str, Path | None, str | None, int]] = []  # (policy label, file, sha256, steps)
+    for _, sources in _shipped_policies(spec):  # a policy's steps are split evenly over its files
+        per = [steps // len(sources) + (1 if i < steps % len(sources) else 0) for i in range(len(sources))]
+        plan += [(label, f, sha, n) for (label, f, sha), n in zip(sources, per, strict=True)]
 
     episodes: list[dict] = []
-    total = sum(n for _, _, n in plan)
+    total = sum(n for *_, n in plan)
     bar = tqdm(total=total, desc=f"build {spec.dataset_id}", unit="step", disable=not progress, smoothing=0.1)
     reused: dict[str, str] = {}  # policy name -> the local dataset its episodes were read from
     try:
-        for name, file, n in plan:
-            found = _reusable(spec, name, file, n, n_envs)
+        for name, file, sha, n in plan:
+            found = _reusable(spec, name, file, sha, n, n_envs)
             if found is not None:
                 reused[name], eps = found
                 episodes += eps
@@ -405,11 +418,11 @@ def _build_locked(spec, steps, n_envs, workers, references, overwrite, progress)
             {
                 "name": name,
                 "file": str(file.relative_to(POLICY_DIR)) if file else None,
-                "sha256": store.sha256_file(file) if file else None,
+                "sha256": sha,
                 "steps": n,
                 **({"read_from": reused[name]} if name in reused else {}),
             }
-            for name, file, n in plan
+            for name, file, sha, n in plan
         ],
         "seed": spec.seed,
         "n_envs": n_envs,
