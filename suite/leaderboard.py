@@ -219,9 +219,10 @@ def task_filter(patterns: str | None):
 
 
 def markdown_table(runs_dir: str | Path, metric: str = "final_score", published: bool = True,
-                   tasks: str | None = None, versus: str | None = None) -> str:
+                   tasks: str | None = None, versus: str | None = None, seeds_wanted: int | None = None) -> str:
     """The Markdown leaderboard of the records under `runs_dir` (of the tasks matching `tasks`, see
-    `task_filter`: never mix dataset versions in one table, since the aggregate pools tasks)."""
+    `task_filter`: never mix dataset versions in one table, since the aggregate pools tasks). With
+    `seeds_wanted` (a grid's seeds per cell), a cell with fewer finished seeds shows its count as `n/wanted`."""
     keep = task_filter(tasks)
     records = [r for _, r in iter_records(runs_dir) if keep(r.task)]
     rows = table_rows(records, metric)
@@ -232,7 +233,9 @@ def markdown_table(runs_dir: str | Path, metric: str = "final_score", published:
         f"mean normalised score over its last {TAIL_EVALS} evaluations, mean ± std over seeds (RL tasks).",
         "",
         f"IQM: interquartile mean over seeds; 95% CI: percentile bootstrap of the mean (scipy, seed 0); values from "
-        f"fewer than {MIN_SEEDS} seeds are marked † (their spread and CI say little).",
+        f"fewer than {MIN_SEEDS} seeds are marked † (their spread and CI say little)."
+        + (f" n/{seeds_wanted}: a cell with fewer than the {seeds_wanted} seeds the grid asks for (unfinished)."
+           if seeds_wanted else ""),
         "",
         f"| method | task | metric | value | IQM | 95% CI | last {TAIL_EVALS} evals | n | excluded | steps |",
         "|---|---|---|---|---|---|---|---|---|---|",
@@ -250,8 +253,9 @@ def markdown_table(runs_dir: str | Path, metric: str = "final_score", published:
         ci = f"[{r['ci_low']:{fmt}}, {r['ci_high']:{fmt}}]" if r["n"] > 1 and r["ci_low"] == r["ci_low"] else "—"
         iq = f"{r['iqm']:{fmt}}" if r["n"] else "—"
         mark = "†" if 0 < r["n"] < MIN_SEEDS else ""
+        count = f"{r['n']}/{seeds_wanted}" if seeds_wanted and r["n"] < seeds_wanted else str(r["n"])
         lines.append(
-            f"| {r['method']} | {task_label(r)} | {r['metric']} | {score} | {iq} | {ci} | {tail} | {r['n']}{mark} | "
+            f"| {r['method']} | {task_label(r)} | {r['metric']} | {score} | {iq} | {ci} | {tail} | {count}{mark} | "
             f"{r['excluded']} | {', '.join(map(str, r['steps'])) or '—'} |"
         )
     if any(r["data"] for r in rows):

@@ -24,6 +24,8 @@ def table(
     versus: Annotated[str | None, typer.Option(
         help="add, per task, whether this method's 95% CI lies above, below or overlapping each other method's")
     ] = None,
+    seeds_wanted: Annotated[int | None, typer.Option(
+        help="seeds each cell should have (a grid's, e.g. 5): cells with fewer show n/WANTED")] = None,
 ):
     """Mean ± std over seeds per method × task, as Markdown, from run records."""
     from ..leaderboard import markdown_table
@@ -32,7 +34,9 @@ def table(
         raise SuiteError("--metric must be final_score or best_score")
     if not runs.exists():
         raise SuiteError(f"runs directory {runs} does not exist")
-    text = markdown_table(runs, metric, published, tasks=tasks, versus=versus)
+    if seeds_wanted is not None and seeds_wanted < 1:
+        raise SuiteError(f"--seeds-wanted must be a positive number of seeds, not {seeds_wanted}")
+    text = markdown_table(runs, metric, published, tasks=tasks, versus=versus, seeds_wanted=seeds_wanted)
     if out:
         out.write_text(text)
         typer.echo(f"wrote {out}")

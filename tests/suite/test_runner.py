@@ -248,6 +248,13 @@ def test_cli_run_and_table(hopper_random_built, tmp_path, capsys):
     assert main(["table", "--runs", str(tmp_path), "--no-published"]) == 0
     out = capsys.readouterr().out
     assert "| bc | hopper-random-v0 | final_score |" in out and "| 2† | 0 |" in out  # 2 seeds: marked as fewer than 3
+    assert main(["table", "--runs", str(tmp_path), "--no-published", "--seeds-wanted", "5"]) == 0
+    assert "| 2/5† | 0 |" in capsys.readouterr().out  # a grid of 5 seeds per cell: 2 of them finished
+    assert main(["table", "--runs", str(tmp_path), "--no-published", "--seeds-wanted", "2"]) == 0
+    out = capsys.readouterr().out
+    assert "| 2† | 0 |" in out and "2/2" not in out  # as many as wanted: no fraction
+    assert main(["table", "--runs", str(tmp_path), "--seeds-wanted", "0"]) == 2  # a usage error
+    assert "--seeds-wanted must be a positive" in capsys.readouterr().err
     assert main(["ls", "tasks"]) == 0 and "hopper-random-v0" in capsys.readouterr().out
 
 
