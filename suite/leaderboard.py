@@ -60,6 +60,18 @@ def data_label(data: str) -> str:
     return f" [data {data}…]" if data else ""
 
 
+def seed_count(n: int, wanted: int | None = None) -> str:
+    """A cell's seed count as the table and the site show it: `n`, `n/wanted` where a grid asks for more
+    seeds than have finished, and † where there are too few for a spread to mean much."""
+    count = f"{n}/{wanted}" if wanted and n < wanted else str(n)
+    return count + ("†" if 0 < n < MIN_SEEDS else "")
+
+
+def seeds_legend(wanted: int | None) -> str:
+    """The sentence that explains `seed_count`'s n/wanted (empty without a wanted count)."""
+    return f" n/{wanted}: a cell with fewer than the {wanted} seeds the grid asks for (unfinished)." if wanted else ""
+
+
 def task_label(row: dict) -> str:
     """A row's task as tables show it: the id, and its data variant where the task has several."""
     return row["task"] + data_label(row.get("data", ""))
@@ -233,9 +245,7 @@ def markdown_table(runs_dir: str | Path, metric: str = "final_score", published:
         f"mean normalised score over its last {TAIL_EVALS} evaluations, mean ± std over seeds (RL tasks).",
         "",
         f"IQM: interquartile mean over seeds; 95% CI: percentile bootstrap of the mean (scipy, seed 0); values from "
-        f"fewer than {MIN_SEEDS} seeds are marked † (their spread and CI say little)."
-        + (f" n/{seeds_wanted}: a cell with fewer than the {seeds_wanted} seeds the grid asks for (unfinished)."
-           if seeds_wanted else ""),
+        f"fewer than {MIN_SEEDS} seeds are marked † (their spread and CI say little)." + seeds_legend(seeds_wanted),
         "",
         f"| method | task | metric | value | IQM | 95% CI | last {TAIL_EVALS} evals | n | excluded | steps |",
         "|---|---|---|---|---|---|---|---|---|---|",
@@ -252,10 +262,9 @@ def markdown_table(runs_dir: str | Path, metric: str = "final_score", published:
         tail = mean_std(r["tail_mean"], r["tail_std"], r["n"], ".1f")
         ci = f"[{r['ci_low']:{fmt}}, {r['ci_high']:{fmt}}]" if r["n"] > 1 and r["ci_low"] == r["ci_low"] else "—"
         iq = f"{r['iqm']:{fmt}}" if r["n"] else "—"
-        mark = "†" if 0 < r["n"] < MIN_SEEDS else ""
-        count = f"{r['n']}/{seeds_wanted}" if seeds_wanted and r["n"] < seeds_wanted else str(r["n"])
         lines.append(
-            f"| {r['method']} | {task_label(r)} | {r['metric']} | {score} | {iq} | {ci} | {tail} | {count}{mark} | "
+            f"| {r['method']} | {task_label(r)} | {r['metric']} | {score} | {iq} | {ci} | {tail} | "
+            f"{seed_count(r['n'], seeds_wanted)} | "
             f"{r['excluded']} | {', '.join(map(str, r['steps'])) or '—'} |"
         )
     if any(r["data"] for r in rows):

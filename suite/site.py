@@ -15,7 +15,16 @@ import json
 import shutil
 from pathlib import Path
 
-from .leaderboard import aggregate_rows, latest_per_seed, load_published, table_rows, task_label, trusted
+from .leaderboard import (
+    aggregate_rows,
+    latest_per_seed,
+    load_published,
+    seed_count,
+    seeds_legend,
+    table_rows,
+    task_label,
+    trusted,
+)
 from .results import iter_records
 from .stats import MIN_SEEDS
 
@@ -91,12 +100,15 @@ def _record_page(out: Path, method: str, task: str, runs: list) -> str:
     return rel.as_posix()
 
 
-def build_site(runs_dir: str | Path, out: str | Path) -> Path:
+def build_site(runs_dir: str | Path, out: str | Path, seeds_wanted: int | None = None) -> Path:
+    """The site's pages under `out`; returns index.html. With `seeds_wanted` (a grid's seeds per cell), a cell
+    with fewer finished seeds shows its count as `n/wanted`, as `suite table --seeds-wanted` does."""
     from .plots import plot_runs
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    pairs = iter_records(runs_dir)
+    # a site built inside the runs folder holds copies of the records: they are not runs of their own
+    pairs = [(p, r) for p, r in iter_records(runs_dir) if not p.resolve().is_relative_to(out.resolve())]
     records = [r for _, r in pairs]
     paths = {id(r): p for p, r in pairs}
     cells = latest_per_seed(records)
@@ -107,7 +119,7 @@ def build_site(runs_dir: str | Path, out: str | Path) -> Path:
     for fam, title in FAMILIES.items():
         fam_rows = [r for r in rows if family(r["task"], _kind(cells, r)) == fam]
         body = [f"<p>{len(fam_rows)} measured cells. Click a column header to sort; every value links to its "
-                f"run records. † fewer than {MIN_SEEDS} seeds.</p>",
+                f"run records. † fewer than {MIN_SEEDS} seeds.{seeds_legend(seeds_wanted)}</p>",
                 "<table id='measured'><thead><tr>" + "".join(
                     f"<th onclick='sortTable(this)'>{h}</th>" for h in
                     ("method", "task", "metric", "mean", "± std", "IQM", "95% CI", "seeds", "updates")) +
@@ -118,11 +130,11 @@ def build_site(runs_dir: str | Path, out: str | Path) -> Path:
             fmt = ".1f" if r["metric"] in ("final_score", "best_score") else ".4g"
             mean = "—" if not r["n"] else f"{r['mean']:{fmt}}"
             ci = f"[{r['ci_low']:{fmt}}, {r['ci_high']:{fmt}}]" if r["n"] > 1 and r["ci_low"] == r["ci_low"] else "—"
-            mark = "†" if 0 < r["n"] < MIN_SEEDS else ""
             body.append(
                 f"<tr><td>{html.escape(r['method'])}</td><td>{html.escape(task_label(r))}</td><td>{r['metric']}</td>"
                 f"<td data-value='{r['mean'] if r['n'] else ''}'><a class='value' href='{link}'>{mean}</a></td>"
-                f"<td>{r['std']:{fmt}}</td><td>{r['iqm']:{fmt}}</td><td>{ci}</td><td>{r['n']}{mark}</td>"
+                f"<td>{r['std']:{fmt}}</td><td>{r['iqm']:{fmt}}</td><td>{ci}</td>"
+                f"<td>{seed_count(r['n'], seeds_wanted)}</td>"
                 f"<td>{', '.join(map(str, r['steps']))}</td></tr>")
         body.append("</tbody></table>")
         if fam != "generative":

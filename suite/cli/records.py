@@ -122,11 +122,15 @@ def submit(
 def site_cmd(
     runs: Annotated[Path, typer.Option(help="run records directory")] = Path("leaderboards/runs"),
     out: Annotated[Path, typer.Option(help="output folder (open index.html in a browser)")] = Path("site"),
+    seeds_wanted: Annotated[int | None, typer.Option(
+        help="seeds each cell should have (a grid's, e.g. 5): cells with fewer show n/WANTED")] = None,
 ):
     """A static leaderboard site (HTML, no server) from run records, published numbers and studies."""
     from ..site import build_site
 
-    typer.echo(f"wrote {build_site(runs, out)}")
+    if seeds_wanted is not None and seeds_wanted < 1:
+        raise SuiteError(f"--seeds-wanted must be a positive number of seeds, not {seeds_wanted}")
+    typer.echo(f"wrote {build_site(runs, out, seeds_wanted=seeds_wanted)}")
 
 
 @app.command("plot")

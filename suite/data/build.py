@@ -76,19 +76,24 @@ def _checked_policy_files(env_id: str, name: str) -> list[tuple[Path, str]]:
     return [(f, _check_manifest_digest(f)) for f in files]
 
 
-def _shipped_policies(spec: DatasetSpec) -> list[tuple[str, list[tuple[str, Path | None, str | None]]]]:
-    """For each policy of `spec`'s recipe, in order: its name and its (label, file, sha256) rollout sources,
-    the ones shipped now. 'random' is one source without a file; a 'replay' policy is one source per
+def _policy_ref(file: Path | None) -> str | None:
+    """How a build record names a policy file: its path under the shipped-policies folder (None: random)."""
+    return str(file.relative_to(POLICY_DIR)) if file else None
+
+
+def _shipped_policies(spec: DatasetSpec) -> list[list[tuple[str, Path | None, str | None]]]:
+    """For each policy of `spec`'s recipe, in order: its (label, file, sha256) rollout sources, the ones
+    shipped now. 'random' is one source without a file; a 'replay' policy is one source per
     snapshot, labelled `name/<snapshot stem>`. The one place the build and the staleness check read the
     shipped files from, so the two cannot disagree about what a recipe is made of."""
     out = []
     for name in spec.policies:
         if name == "random":
-            out.append((name, [("random", None, None)]))
+            out.append([("random", None, None)])
             continue
         replay = name.rsplit("/", 1)[-1] == "replay"
-        out.append((name, [(f"{name}/{f.stem}" if replay else name, f, sha)
-                           for f, sha in _checked_policy_files(spec.env_id, name)]))
+        out.append([(f"{name}/{f.stem}" if replay else name, f, sha)
+                    for f, sha in _checked_policy_files(spec.env_id, name)])
     return out
 
 
@@ -102,8 +107,7 @@ def stale_policies(spec: DatasetSpec, meta: dict) -> str | None:
     built = [(p.get("file"), p.get("sha256")) for p in recipe.get("policies") or []]
     if not built:
         return None
-    shipped = [(str(f.relative_to(POLICY_DIR)) if f else None, sha)
-               for _, sources in _shipped_policies(spec) for _, f, sha in sources]
+    shipped = [(_policy_ref(f), sha) for sources in _shipped_policies(spec) for _, f, sha in sources]
     if built == shipped:
         return None
     for (bf, bs), (sf, ss) in zip(built, shipped, strict=False):
@@ -334,7 +338,7 @@ def _reusable(
     checksum; None where there is none. The rollout is a function of exactly those, so the arrays are the
     same: this is how `medium-expert` (medium's episodes, then expert's) is built from the `medium` and
     `expert` datasets of the same store without rolling out 2M transitions again."""
-    want = {"name": name, "file": str(file.relative_to(POLICY_DIR)) if file else None,
+    want = {"name": name, "file": _policy_ref(file),
             "sha256": sha, "steps": n}
     numerics = collection_numerics() or "native (not pinned: this CPU's own kernels)"
     prefix = spec.dataset_id.rsplit("/", 1)[0] + "/"
@@ -390,7 +394,7 @@ def _build_locked(spec, steps, n_envs, workers, references, overwrite, progress)
     if store.exists(spec.dataset_id) and not overwrite:
         return store.load(spec.dataset_id)
     plan: list[tuple[str, Path | None, str | None, int]] = []  # (policy label, file, sha256, steps)
-    for _, sources in _shipped_policies(spec):  # a policy's steps are split evenly over its files
+    for sources in _shipped_policies(spec):  # a policy's steps are split evenly over its files
         per = [steps // len(sources) + (1 if i < steps % len(sources) else 0) for i in range(len(sources))]
         plan += [(label, f, sha, n) for (label, f, sha), n in zip(sources, per, strict=True)]
 
@@ -417,7 +421,7 @@ def _build_locked(spec, steps, n_envs, workers, references, overwrite, progress)
         "policies": [
             {
                 "name": name,
-                "file": str(file.relative_to(POLICY_DIR)) if file else None,
+                "file": _policy_ref(file),
                 "sha256": sha,
                 "steps": n,
                 **({"read_from": reused[name]} if name in reused else {}),

@@ -255,6 +255,11 @@ def test_cli_run_and_table(hopper_random_built, tmp_path, capsys):
     assert "| 2† | 0 |" in out and "2/2" not in out  # as many as wanted: no fraction
     assert main(["table", "--runs", str(tmp_path), "--seeds-wanted", "0"]) == 2  # a usage error
     assert "--seeds-wanted must be a positive" in capsys.readouterr().err
+    site = tmp_path / "site"  # the site shows the same counts as the table
+    assert main(["site", "--runs", str(tmp_path), "--out", str(site), "--seeds-wanted", "5"]) == 0
+    assert "<td>2/5†</td>" in (site / "suite.html").read_text()
+    assert main(["site", "--runs", str(tmp_path), "--out", str(site)]) == 0  # built inside the runs folder again
+    assert "<td>2†</td>" in (site / "suite.html").read_text() and "/5" not in (site / "suite.html").read_text()
     assert main(["ls", "tasks"]) == 0 and "hopper-random-v0" in capsys.readouterr().out
 
 
