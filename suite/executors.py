@@ -63,7 +63,8 @@ def _run_job(job: Job, threads: int = 1) -> list[RunRecord]:
         _worker["busy"] = False
 
 
-OnDone = Callable[[Job], None] | None  # called in this process as each job finishes, in completion order
+# called in this process as each job finishes, in completion order, with the job's records
+OnDone = Callable[[Job, list[RunRecord]], None] | None
 
 
 def interrupted(rec: RunRecord) -> bool:
@@ -80,7 +81,7 @@ def run_in_process(jobs: Sequence[Job], on_done: OnDone = None) -> list[RunRecor
         recs = run_seeds(j.method, j.task, j.options)
         out += recs
         if on_done:
-            on_done(j)
+            on_done(j, recs)
         if any(interrupted(r) for r in recs):
             print(f"stopped by a signal during {j.method} {j.task}: {len(jobs) - i - 1} job(s) not started (the "
                   "same command resumes)", file=sys.stderr, flush=True)
@@ -97,8 +98,7 @@ def run_local_pool(jobs: Sequence[Job], workers: int, threads: int = 1, on_done:
         futures = {pool.submit(_run_job, j, threads): j for j in jobs}
         if on_done:
             for f in as_completed(futures):
-                f.result()  # a failed job raises here, as it would below
-                on_done(futures[f])
+                on_done(futures[f], f.result())  # a failed job raises here, as it would below
         return [r for f in futures for r in f.result()]
 
 
@@ -118,8 +118,7 @@ def run_ray(jobs: Sequence[Job], address: str | None = None, cpus_per_job: float
         pending, job_of = list(refs), dict(zip(refs, jobs, strict=True))
         while pending:
             ready, pending = ray.wait(pending, num_returns=1)
-            ray.get(ready[0])
-            on_done(job_of[ready[0]])
+            on_done(job_of[ready[0]], ray.get(ready[0]))
     return [r for rs in ray.get(refs) for r in rs]
 
 

@@ -27,11 +27,16 @@ loses ``--out``: a job with a finished record under DIR (``DIR/<method>/<task>/s
 of committed records) is skipped too, and every finished record under ``--out`` is copied there as its job
 finishes (and at the start, for runs that finished before), so that it can be committed at once. Only the record
 is copied: checkpoints and TensorBoard logs stay under ``--out``.
+
+As each job ends, one line says how far the reproduction is (``[7/15]``), what the job gave (each seed's final
+score, or its status) and, at the pace so far, how long the rest should take: with ``--workers`` above 1 there
+are no progress bars (several runs share the terminal), so these lines are the progress of a long grid.
 """
 
 from __future__ import annotations
 
 import json
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -243,10 +248,32 @@ def reproduce(name: str, out: str | Path = "runs", seeds: int | None = None, ste
     else:
         jobs = [Job(m, t, RunOptions(seed=s, steps=n, **common)) for m, t, s, n in todo]
 
-    def on_done(job) -> None:  # copy the job's finished records at once: a later kill cannot lose them
-        seeds_of = job.options.seeds or (job.options.seed,)
+    started, finished = time.monotonic(), [0]
+
+    def on_done(job, recs) -> None:
+        finished[0] += 1
+        log(progress_line(finished[0], len(jobs), job.method, job.task, recs, time.monotonic() - started))
+        if publish is None:
+            return
+        seeds_of = job.options.seeds or (job.options.seed,)  # copied at once: a later kill cannot lose them
         for p in publish_records(out, publish, [(job.method, job.task, s, job.options.steps) for s in seeds_of]):
             log(f"published {p}")
 
-    return execute(jobs, executor, workers, address, threads,
-                   on_done=None if publish is None else on_done) if jobs else []
+    return execute(jobs, executor, workers, address, threads, on_done=on_done) if jobs else []
+
+
+def _duration(seconds: float) -> str:
+    m = round(seconds / 60)
+    return f"{seconds:.0f} s" if seconds < 60 else f"{m} min" if m < 60 else f"{m // 60} h {m % 60:02d} min"
+
+
+def progress_line(done: int, total: int, method: str, task: str, recs: list, elapsed: float) -> str:
+    """One line as a reproduction's job ends: how far the reproduction is, what the job gave (per seed: status
+    and final score) and when the rest should end at the pace so far (jobs finished per wall second, which
+    counts every worker; resumed jobs finish early and make it optimistic)."""
+    runs = ", ".join(f"seed {r.seed} " + (f"{r.final_score:.1f}" if r.status == "ok" and r.final_score is not None
+                                          else r.status) for r in recs) or "not started (stopped)"
+    line = f"[{done}/{total}] {method} {task}: {runs} · {_duration(elapsed)} so far"
+    if done < total:
+        line += f", ~{_duration(elapsed / done * (total - done))} to go"
+    return line

@@ -119,6 +119,9 @@ def test_publish_copies_records_as_jobs_finish_and_survives_a_lost_runs_dir(hopp
     for f, r in zip(files, recs, strict=True):
         assert f.read_bytes() == (out / r.method / r.task / f.stem / "record.json").read_bytes()
     assert sum(m.startswith("published") for m in logs) == 2
+    done = [m for m in logs if m.startswith("[")]  # one progress line per finished job, with its final score
+    assert [m.split(":")[0] for m in done] == ["[1/2] bc hopper-random-v0", "[2/2] td3bc hopper-random-v0"]
+    assert f"seed 0 {recs[0].final_score:.1f} ·" in done[0] and "to go" in done[0] and "to go" not in done[1]
     shutil.rmtree(out)  # a fresh machine: runs/ is gone, the committed records are not
     todo, done = plan(load_recipe(str(recipe)), out, published=pub)
     assert todo == [] and len(done) == 2
@@ -136,6 +139,19 @@ def test_publish_copies_records_as_jobs_finish_and_survives_a_lost_runs_dir(hopp
     used = json.loads(files[0].read_text())["provenance"]["dataset_checksum"]
     canon.write_text(json.dumps({"suite/hopper/random-v0": {"checksum": used}}))
     assert plan(load_recipe(str(recipe)), out, published=pub)[0] == []
+
+
+def test_progress_line_names_status_and_time_to_go():
+    import dataclasses
+
+    from suite.reproduce import progress_line
+    from suite.results import RunRecord
+
+    ok = RunRecord("iql", "hopper-medium-v1", 0, {}, {}, status="ok", final_score=42.94)
+    bad = dataclasses.replace(ok, seed=1, status="diverged", final_score=None)
+    line = progress_line(3, 15, "iql", "hopper-medium-v1", [ok, bad], elapsed=1800)
+    assert line == "[3/15] iql hopper-medium-v1: seed 0 42.9, seed 1 diverged · 30 min so far, ~2 h 00 min to go"
+    assert progress_line(1, 1, "bc", "t", [], 42) == "[1/1] bc t: not started (stopped) · 42 s so far"
 
 
 def test_table_keeps_one_dataset_version(hopper_random_built, tmp_path):
