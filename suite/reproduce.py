@@ -219,6 +219,44 @@ def plan(recipe: Recipe, out: str | Path, seeds: int | None = None, steps: int |
     return todo, done
 
 
+def time_estimate(todo: list[tuple[str, str, int, int]], record_dirs: list[str | Path | None],
+                  workers: int = 1) -> list[str]:
+    """What the runs of `todo` should cost, from the finished records under `record_dirs` (e.g. --out and
+    --publish): per method, the median wall seconds per update of its finished runs (a K-seed run's share is
+    its time over K) times the updates to run. Lines for `suite reproduce --dry-run`; an estimate, since wall
+    times depend on the machine and its load when they were recorded."""
+    import statistics
+
+    from .results import iter_records
+
+    per_update: dict[str, list[float]] = {}
+    for d in record_dirs:
+        if d is None or not Path(d).exists():
+            continue
+        for _, r in iter_records(d):
+            if r.status == "ok" and r.steps and r.wall_time_s:
+                k = len(r.provenance.get("seeds_in_process") or [0])
+                per_update.setdefault(r.method, []).append(r.wall_time_s / k / r.steps)
+    updates: dict[str, list[int]] = {}
+    for m, _, _, n in todo:
+        updates.setdefault(m, []).append(n)
+    lines, total, unknown = [], 0.0, []
+    for m, ns in updates.items():
+        runs = f"{m}: {len(ns)} run{'s' * (len(ns) != 1)}"
+        if m not in per_update:
+            lines.append(f"{runs}, no finished record to time them by")
+            unknown.append(m)
+            continue
+        rate = statistics.median(per_update[m])
+        total += rate * sum(ns)
+        lines.append(f"{runs}, ~{_duration(rate * sum(ns) / len(ns))} each (median of {len(per_update[m])} "
+                     f"finished records)")
+    if total:
+        lines.append(f"in all ~{_duration(total)} of one worker, ~{_duration(total / max(1, workers))} at "
+                     f"--workers {workers}" + (f" (without {', '.join(unknown)})" if unknown else ""))
+    return lines
+
+
 def reproduce(name: str, out: str | Path = "runs", seeds: int | None = None, steps: int | None = None,
               executor: str = "local", workers: int = 1, threads: int = 1, address: str | None = None,
               eval_every: int | None = None, eval_episodes: int | None = None, build_missing: bool = True,

@@ -157,7 +157,8 @@ def reproduce_cmd(
     address: Annotated[str | None, typer.Option(help="Ray cluster address (default: a local instance)")] = None,
     eval_every: Annotated[int | None, typer.Option("--eval-every")] = None,
     eval_episodes: Annotated[int | None, typer.Option("--eval-episodes")] = None,
-    dry_run: Annotated[bool, typer.Option(help="list the runs (and which are finished), run nothing")] = False,
+    dry_run: Annotated[bool, typer.Option(
+        help="list the runs (and which are finished) and what the rest should take, run nothing")] = False,
     seeds_in_process: Annotated[bool, typer.Option(
         help="train each cell's unfinished seeds together as one K-seed job (one record per seed)")] = False,
     tasks: Annotated[str | None, typer.Option(
@@ -179,6 +180,9 @@ def reproduce_cmd(
         todo, done = R.plan(recipe, out, seeds, steps, tasks, publish, methods)
         for m, t, s, n in R.expand(recipe, seeds, steps, tasks, methods):
             typer.echo(f"{'done' if (m, t, s, n) in done else 'todo'}  {m} {t} seed {s} ({n} updates)")
+        typer.echo(f"{len(done)} finished, {len(todo)} to run")
+        for line in R.time_estimate(todo, [out, publish], workers):
+            typer.echo(f"  {line}")
         lacking = R.missing_data(recipe, todo)
         if lacking:
             typer.echo(f"missing data: {', '.join(lacking)}. {recipe.data}")

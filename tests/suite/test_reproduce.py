@@ -122,6 +122,15 @@ def test_publish_copies_records_as_jobs_finish_and_survives_a_lost_runs_dir(hopp
     done = [m for m in logs if m.startswith("[")]  # one progress line per finished job, with its final score
     assert [m.split(":")[0] for m in done] == ["[1/2] bc hopper-random-v0", "[2/2] td3bc hopper-random-v0"]
     assert f"seed 0 {recs[0].final_score:.1f} ·" in done[0] and "to go" in done[0] and "to go" not in done[1]
+    # a dry run's estimate: each method's median wall seconds per update in its finished records
+    from suite.reproduce import _duration, time_estimate
+
+    more = [("bc", "t", 0, 400), ("bc", "t", 1, 400), ("cql", "t", 0, 40)]
+    est = time_estimate(more, [out, None, tmp_path / "absent"], workers=2)
+    bc_each = recs[0].wall_time_s / recs[0].steps * 400
+    assert est[1] == "cql: 1 run, no finished record to time them by"
+    assert est[2].endswith("at --workers 2 (without cql)") and len(est) == 3
+    assert est[0] == f"bc: 2 runs, ~{_duration(bc_each)} each (median of 1 finished records)"
     shutil.rmtree(out)  # a fresh machine: runs/ is gone, the committed records are not
     todo, done = plan(load_recipe(str(recipe)), out, published=pub)
     assert todo == [] and len(done) == 2
