@@ -229,14 +229,15 @@ def time_estimate(todo: list[tuple[str, str, int, int]], record_dirs: list[str |
 
     from .results import iter_records
 
-    per_update: dict[str, list[float]] = {}
+    runs: dict[str, object] = {}  # by run id: a record published from --out is in both folders, counted once
     for d in record_dirs:
-        if d is None or not Path(d).exists():
-            continue
-        for _, r in iter_records(d):
-            if r.status == "ok" and r.steps and r.wall_time_s:
-                k = len(r.provenance.get("seeds_in_process") or [0])
-                per_update.setdefault(r.method, []).append(r.wall_time_s / k / r.steps)
+        if d is not None and Path(d).exists():
+            runs.update((r.run_id or str(p), r) for p, r in iter_records(d))
+    per_update: dict[str, list[float]] = {}
+    for r in runs.values():
+        if r.status == "ok" and r.steps and r.wall_time_s:
+            k = len(r.provenance.get("seeds_in_process") or [0])
+            per_update.setdefault(r.method, []).append(r.wall_time_s / k / r.steps)
     updates: dict[str, list[int]] = {}
     for m, _, _, n in todo:
         updates.setdefault(m, []).append(n)

@@ -11,6 +11,15 @@ import typer
 from ..errors import SuiteError
 from . import app
 
+# `table` and `site`: the seeds a grid asks for per cell, so unfinished cells show as n/WANTED
+SeedsWanted = Annotated[int | None, typer.Option(
+    help="seeds each cell should have (a grid's, e.g. 5): cells with fewer show n/WANTED")]
+
+
+def _check_seeds_wanted(n: int | None) -> None:
+    if n is not None and n < 1:
+        raise SuiteError(f"--seeds-wanted must be a positive number of seeds, not {n}")
+
 
 @app.command("table")
 def table(
@@ -24,8 +33,7 @@ def table(
     versus: Annotated[str | None, typer.Option(
         help="add, per task, whether this method's 95% CI lies above, below or overlapping each other method's")
     ] = None,
-    seeds_wanted: Annotated[int | None, typer.Option(
-        help="seeds each cell should have (a grid's, e.g. 5): cells with fewer show n/WANTED")] = None,
+    seeds_wanted: SeedsWanted = None,
 ):
     """Mean ± std over seeds per method × task, as Markdown, from run records."""
     from ..leaderboard import markdown_table
@@ -34,8 +42,7 @@ def table(
         raise SuiteError("--metric must be final_score or best_score")
     if not runs.exists():
         raise SuiteError(f"runs directory {runs} does not exist")
-    if seeds_wanted is not None and seeds_wanted < 1:
-        raise SuiteError(f"--seeds-wanted must be a positive number of seeds, not {seeds_wanted}")
+    _check_seeds_wanted(seeds_wanted)
     text = markdown_table(runs, metric, published, tasks=tasks, versus=versus, seeds_wanted=seeds_wanted)
     if out:
         out.write_text(text)
@@ -122,14 +129,12 @@ def submit(
 def site_cmd(
     runs: Annotated[Path, typer.Option(help="run records directory")] = Path("leaderboards/runs"),
     out: Annotated[Path, typer.Option(help="output folder (open index.html in a browser)")] = Path("site"),
-    seeds_wanted: Annotated[int | None, typer.Option(
-        help="seeds each cell should have (a grid's, e.g. 5): cells with fewer show n/WANTED")] = None,
+    seeds_wanted: SeedsWanted = None,
 ):
     """A static leaderboard site (HTML, no server) from run records, published numbers and studies."""
     from ..site import build_site
 
-    if seeds_wanted is not None and seeds_wanted < 1:
-        raise SuiteError(f"--seeds-wanted must be a positive number of seeds, not {seeds_wanted}")
+    _check_seeds_wanted(seeds_wanted)
     typer.echo(f"wrote {build_site(runs, out, seeds_wanted=seeds_wanted)}")
 
 

@@ -126,7 +126,7 @@ def test_publish_copies_records_as_jobs_finish_and_survives_a_lost_runs_dir(hopp
     from suite.reproduce import _duration, time_estimate
 
     more = [("bc", "t", 0, 400), ("bc", "t", 1, 400), ("cql", "t", 0, 40)]
-    est = time_estimate(more, [out, None, tmp_path / "absent"], workers=2)
+    est = time_estimate(more, [out, pub, None, tmp_path / "absent"], workers=2)  # pub: copies, counted once
     bc_each = recs[0].wall_time_s / recs[0].steps * 400
     assert est[1] == "cql: 1 run, no finished record to time them by"
     assert est[2].endswith("at --workers 2 (without cql)") and len(est) == 3
